@@ -1,0 +1,286 @@
+/*
+ * cfg.c - the configuration table; see cfg.h. A new setting is a new row.
+ */
+#include "cfg.h"
+#include "log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum cfg_type { CFG_STR, CFG_INT };
+
+struct cfg_row {
+    const char *key;  /* key in the JSON file */
+    const char *env;  /* environment variable */
+    enum cfg_type type;
+    size_t off;
+    const char *def;
+    long min, max;
+    bool secret;
+    const char *doc;
+};
+
+#define S(k, e, f, d, sec, doc)                                              \
+    {k, e, CFG_STR, offsetof(struct cfg, f), d, 0, 0, sec, doc}
+#define I(k, e, f, d, lo, hi, doc)                                           \
+    {k, e, CFG_INT, offsetof(struct cfg, f), d, lo, hi, false, doc}
+
+static const struct cfg_row rows[] = {
+    S("log_level", "CALLSYNC_LOG_LEVEL", log_level, "info", false,
+      "debug, info, warn or error"),
+    S("redis_url", "CALLSYNC_REDIS_URL", redis_url, "redis://127.0.0.1:6379/0",
+      false, "Redis to enqueue into (redis://[:password@]host:port[/db])"),
+    S("database_url", "CALLSYNC_DATABASE_URL", database_url,
+      "postgresql://callsync@127.0.0.1:5432/callsync", false,
+      "PostgreSQL connection string (libpq URI or key=value)"),
+    I("shards", "CALLSYNC_SHARDS", shards, "1", 1, 1024,
+      "number of queue shards; an agent's jobs go to shard hash(agent) mod N"),
+    S("encryption_keys", "CALLSYNC_ENCRYPTION_KEYS", encryption_keys, "", true,
+      "AES-256-GCM keys for secrets at rest: id:base64(32 bytes), first one "
+      "encrypts, all decrypt"),
+    S("migrations_dir", "CALLSYNC_MIGRATIONS_DIR", migrations_dir,
+      CS_DEFAULT_MIGRATIONS_DIR, false, "folder of numbered SQL migrations"),
+    S("ingest_host", "CALLSYNC_INGEST_HOST", ingest_host, "127.0.0.1", false,
+      "address ingest listens on"),
+    I("ingest_port", "CALLSYNC_INGEST_PORT", ingest_port, "8080", 1, 65535,
+      "port ingest listens on"),
+    I("ingest_threads", "CALLSYNC_INGEST_THREADS", ingest_threads, "0", 0, 256,
+      "event loops (SO_REUSEPORT listeners); 0 = one per core"),
+    I("ingest_max_body", "CALLSYNC_INGEST_MAX_BODY", ingest_max_body, "1048576",
+      1024, 64 * 1024 * 1024, "largest request body in bytes (413 above)"),
+    I("ingest_max_header", "CALLSYNC_INGEST_MAX_HEADER", ingest_max_header,
+      "16384", 1024, 1024 * 1024,
+      "largest request line plus headers in bytes (431 above)"),
+    I("ingest_max_conns", "CALLSYNC_INGEST_MAX_CONNS", ingest_max_conns,
+      "10000", 1, 1000000, "open client connections per loop"),
+    I("ingest_header_timeout_ms", "CALLSYNC_INGEST_HEADER_TIMEOUT_MS",
+      ingest_header_timeout_ms, "10000", 100, 600000,
+      "time a client has to send a request's line and headers (408 after)"),
+    I("ingest_body_timeout_ms", "CALLSYNC_INGEST_BODY_TIMEOUT_MS",
+      ingest_body_timeout_ms, "30000", 100, 600000,
+      "time a client has to send a request's body (408 after)"),
+    I("ingest_idle_timeout_ms", "CALLSYNC_INGEST_IDLE_TIMEOUT_MS",
+      ingest_idle_timeout_ms, "60000", 100, 3600000,
+      "keep-alive connections idle this long are closed"),
+    I("ingest_redis_timeout_ms", "CALLSYNC_INGEST_REDIS_TIMEOUT_MS",
+      ingest_redis_timeout_ms, "2000", 10, 60000,
+      "longest wait for Redis to take a webhook's jobs (503 after)"),
+    I("ingest_pg_timeout_ms", "CALLSYNC_INGEST_PG_TIMEOUT_MS",
+      ingest_pg_timeout_ms, "2000", 10, 60000,
+      "longest wait for a connection look-up in PostgreSQL (503 after)"),
+    I("ingest_cache_ttl_ms", "CALLSYNC_INGEST_CACHE_TTL_MS",
+      ingest_cache_ttl_ms, "30000", 0, 3600000,
+      "how long an agent's connections stay cached (changes also invalidate)"),
+    I("dedup_ttl_s", "CALLSYNC_DEDUP_TTL_S", dedup_ttl_s, "345600", 60,
+      31536000, "how long a webhook event id is remembered as seen"),
+    I("outbound_dedup_ttl_s", "CALLSYNC_OUTBOUND_DEDUP_TTL_S",
+      outbound_dedup_ttl_s, "600", 0, 86400,
+      "identical outbound-call requests without Idempotency-Key within this "
+      "window are one request"),
+    I("sig_tolerance_s", "CALLSYNC_SIGNATURE_TOLERANCE_S", sig_tolerance_s,
+      "300", 1, 86400, "accepted age of signed webhook timestamps"),
+    S("default_country_code", "CALLSYNC_DEFAULT_COUNTRY_CODE",
+      default_country_code, "1", false,
+      "country calling code for national phone numbers without one"),
+    S("retell_api_keys", "CALLSYNC_RETELL_API_KEYS", retell_api_keys, "", true,
+      "Retell API keys that sign webhooks (comma-separated)"),
+    S("callrail_secrets", "CALLSYNC_CALLRAIL_SECRETS", callrail_secrets, "",
+      true, "CallRail webhook signing tokens (comma-separated)"),
+    S("standard_secrets", "CALLSYNC_STANDARD_WEBHOOK_SECRETS", standard_secrets,
+      "", true,
+      "Standard Webhooks secrets per source: source=whsec_...[,source=...]"),
+};
+
+static char **str_at(struct cfg *c, const struct cfg_row *r)
+{
+    return (char **)((char *)c + r->off);
+}
+
+static int *int_at(struct cfg *c, const struct cfg_row *r)
+{
+    return (int *)((char *)c + r->off);
+}
+
+static int set_value(struct cfg *c, const struct cfg_row *r, const char *v,
+                     const char *source, struct cs_err *err)
+{
+    if (r->type == CFG_STR) {
+        free(*str_at(c, r));
+        *str_at(c, r) = xstrdup(v);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < r->min || n > r->max)
+        return cs_err_set(err, CS_EINVAL, r->key,
+                          "%s from %s must be a whole number from %ld to %ld",
+                          r->env, source, r->min, r->max);
+    *int_at(c, r) = (int)n;
+    return 0;
+}
+
+static char *read_secret_file(const char *path, struct cs_err *err,
+                              const char *env)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cs_err_set(err, CS_EINVAL, env, "cannot open '%s' named by %s_FILE",
+                   path, env);
+        return NULL;
+    }
+    char *data = xmalloc(65537);
+    size_t n = fread(data, 1, 65536, f);
+    fclose(f);
+    data[n] = '\0';
+    while (n && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+        data[--n] = '\0';
+    return data;
+}
+
+static int load_file(struct cfg *c, const char *path, struct cs_err *err)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    if (!root)
+        return cs_err_set(err, CS_EINVAL, "CALLSYNC_CONFIG_FILE",
+                          "cannot read '%s': %s at line %d column %d", path,
+                          je.text, je.line, je.column);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return cs_err_set(err, CS_EINVAL, "CALLSYNC_CONFIG_FILE",
+                          "'%s' must hold a JSON object", path);
+    }
+    const char *key;
+    json_t *val;
+    int rc = 0;
+    json_object_foreach(root, key, val)
+    {
+        const struct cfg_row *r = NULL;
+        for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
+            if (strcmp(rows[i].key, key) == 0)
+                r = &rows[i];
+        if (!r) {
+            rc = cs_err_set(err, CS_EINVAL, key, "unknown key '%s' in '%s'",
+                            key, path);
+            break;
+        }
+        char tmp[32];
+        const char *v;
+        if (json_is_string(val)) {
+            v = json_string_value(val);
+        } else if (json_is_integer(val)) {
+            snprintf(tmp, sizeof(tmp), "%lld", (long long)json_integer_value(val));
+            v = tmp;
+        } else {
+            rc = cs_err_set(err, CS_EINVAL, key,
+                            "key '%s' in '%s' must be a string or number", key,
+                            path);
+            break;
+        }
+        rc = set_value(c, r, v, path, err);
+        if (rc)
+            break;
+    }
+    json_decref(root);
+    return rc;
+}
+
+int cfg_load(struct cfg *c, struct cs_err *err)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++) {
+        int rc = set_value(c, &rows[i], rows[i].def, "default", err);
+        CS_ASSERT(rc == 0);
+    }
+    const char *file = getenv("CALLSYNC_CONFIG_FILE");
+    if (file && *file) {
+        int rc = load_file(c, file, err);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++) {
+        const struct cfg_row *r = &rows[i];
+        const char *v = getenv(r->env);
+        if (v) {
+            int rc = set_value(c, r, v, "environment", err);
+            if (rc)
+                return rc;
+        }
+        if (r->secret) {
+            char name[96];
+            snprintf(name, sizeof(name), "%s_FILE", r->env);
+            const char *path = getenv(name);
+            if (path && *path) {
+                char *data = read_secret_file(path, err, r->env);
+                if (!data)
+                    return CS_EINVAL;
+                free(*str_at(c, r));
+                *str_at(c, r) = data;
+            }
+        }
+    }
+    if (log_level_parse(c->log_level) < 0)
+        return cs_err_set(err, CS_EINVAL, "log_level",
+                          "CALLSYNC_LOG_LEVEL must be debug, info, warn or "
+                          "error, not '%s'",
+                          c->log_level);
+    return 0;
+}
+
+void cfg_release(struct cfg *c)
+{
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
+        if (rows[i].type == CFG_STR)
+            free(*str_at(c, &rows[i]));
+    memset(c, 0, sizeof(*c));
+}
+
+void cfg_log(const struct cfg *c)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++) {
+        const struct cfg_row *r = &rows[i];
+        if (r->type == CFG_INT) {
+            json_object_set_new(o, r->key,
+                                json_integer(*int_at((struct cfg *)c, r)));
+        } else {
+            const char *v = *str_at((struct cfg *)c, r);
+            if (r->secret)
+                json_object_set_new(o, r->key,
+                                    json_string(v && *v ? "(set)" : "(unset)"));
+            else
+                json_object_set_new(o, r->key, json_string(v ? v : ""));
+        }
+    }
+    /* A password inside a URL is a secret too. */
+    const char *urls[] = {"redis_url", "database_url"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *u = json_string_value(json_object_get(o, urls[i]));
+        const char *at = u ? strchr(u, '@') : NULL;
+        const char *scheme = u ? strstr(u, "://") : NULL;
+        if (at && scheme && at > scheme) {
+            const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+            if (colon) {
+                char *red = xasprintf("%.*s:***%s", (int)(colon - u), u, at);
+                json_object_set_new(o, urls[i], json_string(red));
+                free(red);
+            }
+        }
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    log_info("config", LOG_S("effective", s));
+    free(s);
+    json_decref(o);
+}
+
+void cfg_print_reference(void)
+{
+    printf("| variable | file key | default | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
+        printf("| `%s`%s | `%s` | `%s` | %s |\n", rows[i].env,
+               rows[i].secret ? " (also `_FILE`)" : "", rows[i].key,
+               rows[i].def, rows[i].doc);
+}

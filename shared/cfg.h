@@ -1,0 +1,57 @@
+/*
+ * cfg.h - the one configuration table of callsync.
+ *
+ * Every setting is a row in cfg.c: its key in the JSON file, its
+ * environment variable, type, default, bounds and whether it is a secret.
+ * Precedence: default < file (CALLSYNC_CONFIG_FILE, a flat JSON object)
+ * < environment. A secret may also come from a file named by the variable
+ * with "_FILE" appended. The struct is filled once at startup and is
+ * read-only afterwards; nothing outside cfg.c calls getenv().
+ */
+#ifndef CS_CFG_H
+#define CS_CFG_H
+
+#include "cs.h"
+
+struct cfg {
+    char *log_level;
+    char *redis_url;
+    char *database_url;
+    int shards;
+    char *encryption_keys;       /* secret: "id:base64key[,id:key...]" */
+    char *migrations_dir;
+
+    char *ingest_host;
+    int ingest_port;
+    int ingest_threads;          /* 0: one per core */
+    int ingest_max_body;
+    int ingest_max_header;
+    int ingest_max_conns;
+    int ingest_header_timeout_ms;
+    int ingest_body_timeout_ms;
+    int ingest_idle_timeout_ms;
+    int ingest_redis_timeout_ms;
+    int ingest_pg_timeout_ms;
+    int ingest_cache_ttl_ms;
+    int dedup_ttl_s;
+    int outbound_dedup_ttl_s;
+    int sig_tolerance_s;
+    char *default_country_code;
+    char *retell_api_keys;       /* secret: comma-separated */
+    char *callrail_secrets;      /* secret: comma-separated */
+    char *standard_secrets;      /* secret: "source=whsec_..[,source=..]" */
+};
+
+/*
+ * Load defaults, then the file, then the environment into *c. On error,
+ * fills *err naming the key, its source and the reason, and returns
+ * -CS_EINVAL; *c must still be released.
+ */
+CS_MUST_CHECK int cfg_load(struct cfg *c, struct cs_err *err);
+void cfg_release(struct cfg *c);
+/* Log the effective configuration once, secrets redacted. */
+void cfg_log(const struct cfg *c);
+/* Print every setting (env var, default, meaning) as a Markdown table. */
+void cfg_print_reference(void);
+
+#endif
