@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# tests/bench/ingest.sh: how fast callsync-ingest takes signed webhooks.
+#
+# Starts a private Redis (AOF on, appendfsync everysec) and PostgreSQL,
+# builds a Release ingest, connects one agent to 3 integrations, and drives
+# it with wrk from the same machine:
+#   1. GET /healthz, the ceiling: a bare answer on this machine;
+#   2. POST /webhooks/retell with distinct, signed call_analyzed webhooks:
+#      each is verified, parsed, normalised, looked up (cached) and its 3
+#      jobs enqueued by one Redis script before the 202.
+# Prints requests/s, p50 and p99 latency for both, jobs enqueued/s, and the
+# ratio of the two rates.
+#   BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (default 32),
+#   BENCH_INGEST_THREADS (default 1), BENCH_REQUESTS (pool, default 300000)
+set -euo pipefail
+. "$(dirname "$0")/../../scripts/lib.sh"
+cd "$CS_ROOT"
+
+DUR=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_INGEST_THREADS:-1}
+POOL=${BENCH_REQUESTS:-300000}
+KEY=key_bench_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+cs_ensure_packages
+cs_build "$CS_ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release
+bin=$CS_ROOT/build-bench/bin
+dir=$(mktemp -d /tmp/callsync-bench.XXXXXX)
+ingest_pid=""
+cleanup() {
+  [ -n "$ingest_pid" ] && kill "$ingest_pid" 2>/dev/null && wait "$ingest_pid" 2>/dev/null
+  cs_stack_down "$dir"
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+cs_stack_up "$dir"
+. "$dir/env"
+export CALLSYNC_ENCRYPTION_KEYS=$(cs_dev_keys)
+export CALLSYNC_LOG_LEVEL=warn
+"$bin/callsyncctl" migrate >/dev/null
+org=$("$bin/callsyncctl" orgs add "Bench Roofing")
+agent=$("$bin/callsyncctl" agents add --org "$org" --name "Bench desk" \
+  --retell-agent-id agent_d8a1c0ffee)
+for t in hubspot zapier gohighlevel; do
+  "$bin/callsyncctl" connections add --agent "$agent" --type "$t" \
+    --auth none >/dev/null
+done
+
+port=$(cs_free_port 18080)
+CALLSYNC_INGEST_PORT=$port CALLSYNC_INGEST_THREADS=$THREADS \
+  CALLSYNC_RETELL_API_KEYS=$KEY "$bin/callsync-ingest" 2>"$dir/ingest.log" &
+ingest_pid=$!
+for i in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+cs_say "generating $POOL signed webhooks"
+"$bin/callsync-benchgen" tests/fixtures/retell/call_analyzed.json "$KEY" \
+  "$POOL" "$dir/requests.bin"
+body_bytes=$(( $(stat -c %s "$dir/requests.bin") / POOL ))
+
+jobs_now() {
+  curl -fsS "http://127.0.0.1:$port/metrics" |
+    awk '/^callsync_ingest_jobs_enqueued_total/ {s += $2} END {print s + 0}'
+}
+# wrk --latency prints "     50%  123.00us"; convert to milliseconds.
+pct() {
+  awk -v p="$1" '$1 == p {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+/, "", v);
+    if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v}' "$2"
+}
+rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
+
+cs_say "wrk: GET /healthz for ${DUR}s, $CONNS connections"
+wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$port/healthz" \
+  >"$dir/healthz.txt"
+cs_say "wrk: POST /webhooks/retell for ${DUR}s, $CONNS connections"
+j0=$(jobs_now)
+wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s tests/bench/ingest.lua \
+  "http://127.0.0.1:$port/webhooks/retell" -- "$dir/requests.bin" 2 \
+  >"$dir/retell.txt"
+j1=$(jobs_now)
+accepted=$(awk '/^accepted_202/ {print $2}' "$dir/retell.txt")
+other=$(awk '/^other_status/ {print $2}' "$dir/retell.txt")
+stream_jobs=0
+for t in hubspot zapier gohighlevel; do
+  n=$(redis-cli -p "$CALLSYNC_STACK_REDIS_PORT" XLEN "cs:{0}:q:$t")
+  stream_jobs=$((stream_jobs + n))
+done
+
+h_rps=$(rps "$dir/healthz.txt")
+w_rps=$(awk -v a="$accepted" -v d="$DUR" 'BEGIN {printf "%.0f", a / d}')
+cat <<OUT
+
+callsync-ingest benchmark ($(nproc) cores, ingest loops: $THREADS, wrk: 2 threads, $CONNS connections, ${DUR}s each)
+request body: ${body_bytes} bytes (signed Retell call_analyzed, 3 connections per agent)
+
+| endpoint                 | requests/s | p50 ms | p99 ms |
+|--------------------------|-----------:|-------:|-------:|
+| GET /healthz             | $(printf %10s "$h_rps") | $(printf %6s "$(pct 50% "$dir/healthz.txt")") | $(printf %6s "$(pct 99% "$dir/healthz.txt")") |
+| POST /webhooks/retell    | $(printf %10s "$w_rps") | $(printf %6s "$(pct 50% "$dir/retell.txt")") | $(printf %6s "$(pct 99% "$dir/retell.txt")") |
+
+webhooks accepted (202): $accepted, other answers: $other
+jobs enqueued: $((j1 - j0)) ($(awk -v j="$((j1 - j0))" -v d="$DUR" 'BEGIN {printf "%.0f", j / d}')/s), jobs in the streams: $stream_jobs
+webhooks/s as a share of /healthz: $(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a / b}')
+OUT
+if [ "$other" != "0" ]; then
+  echo "note: $other answers were not 202 (pool exhausted → duplicates, or errors); see $dir/ingest.log" >&2
+fi
