@@ -1,0 +1,510 @@
+/*
+ * cmd_conn.c - connections and webhooks: the commands that store an
+ * agent's credentials. Secrets come only from files ("-" for stdin) or
+ * environment variables, are sealed with the keyring before they reach
+ * PostgreSQL, and are never printed, except a secret generated here.
+ */
+#include "crypto.h"
+#include "ctl.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const conn_types[] = {
+    "google_calendar", "calendly", "cal_com",      "hubspot",  "salesforce",
+    "gohighlevel",     "housecall_pro", "zapier",  "stripe",   "pipedrive",
+    "zoho",            "monday",   "custom_rest",  "outlook",  "twilio",
+    "sendgrid",        "segment",  NULL};
+static const char *const auth_types[] = {"oauth", "api_key", "webhook", "jwt",
+                                         "basic", "none",    NULL};
+static const char *const statuses[] = {"connected", "disconnected", "error",
+                                       "expired", NULL};
+
+/*
+ * Look up an agent's organisation into org[37]: CTL_OK, CTL_NOTFOUND or
+ * CTL_FAIL, with the error printed.
+ */
+static int agent_org(struct ctl *ctl, const char *agent, char org[37])
+{
+    const char *params[] = {agent};
+    PGresult *r = ctl_query(ctl, "look up agent",
+                            "SELECT organization_id FROM agents WHERE id = $1",
+                            1, params);
+    if (!r)
+        return CTL_FAIL;
+    int rc = CTL_OK;
+    if (PQntuples(r) == 0)
+        rc = ctl_fail(CTL_NOTFOUND, "agent '%s' not found", agent);
+    else
+        snprintf(org, 37, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return rc;
+}
+
+static struct cs_keyring *open_keyring(const struct ctl *ctl)
+{
+    struct cs_err err = {0};
+    struct cs_keyring *kr = cs_keyring_new(ctl->cfg.encryption_keys, &err);
+    if (!kr)
+        ctl_fail(CTL_USAGE, "cannot seal secrets: %s (CALLSYNC_ENCRYPTION_KEYS)",
+                 err.msg);
+    return kr;
+}
+
+/* A secret option pair and, once read and sealed, its stored form. */
+struct secret {
+    const char *what; /* "api key" */
+    const char *file;
+    const char *env;
+    char *sealed;
+};
+
+/* Read and seal every given secret; CTL_OK or CTL_USAGE (printed). */
+static int seal_secrets(const struct ctl *ctl, struct secret *s, size_t n)
+{
+    struct cs_keyring *kr = NULL;
+    int rc = CTL_OK;
+    for (size_t i = 0; i < n && rc == CTL_OK; i++) {
+        if (!s[i].file && !s[i].env)
+            continue;
+        if (!kr)
+            kr = open_keyring(ctl);
+        if (!kr)
+            return CTL_USAGE;
+        char *plain = ctl_read_secret(s[i].what, s[i].file, s[i].env);
+        if (!plain) {
+            rc = CTL_USAGE;
+            break;
+        }
+        s[i].sealed = cs_seal(kr, plain, strlen(plain));
+        ctl_secret_free(plain);
+    }
+    cs_keyring_free(kr);
+    return rc;
+}
+
+/* Check that no two sources of a secret are given and at most one reads
+ * stdin; CTL_OK or CTL_USAGE (printed). */
+static int check_sources(const struct secret *s, size_t n, int *stdin_uses)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].file && s[i].env)
+            return ctl_fail(CTL_USAGE, "give the %s as a file or a variable, "
+                            "not both", s[i].what);
+        if (s[i].file && strcmp(s[i].file, "-") == 0)
+            (*stdin_uses)++;
+    }
+    if (*stdin_uses > 1)
+        return ctl_fail(CTL_USAGE, "only one value can be read from stdin");
+    return CTL_OK;
+}
+
+/* Parse --config or --config-file into compact JSON text (xmalloc'd). */
+static char *load_config(const char *text, const char *file)
+{
+    json_error_t je;
+    json_t *j;
+    if (text)
+        j = json_loads(text, 0, &je);
+    else if (strcmp(file, "-") == 0)
+        j = json_loadf(stdin, 0, &je);
+    else
+        j = json_load_file(file, 0, &je);
+    if (!j) {
+        ctl_fail(CTL_USAGE, "invalid config JSON from '%s': %s at line %d "
+                 "column %d", text ? "--config" : file, je.text, je.line,
+                 je.column);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        ctl_fail(CTL_USAGE, "invalid config from '%s': must be a JSON object",
+                 text ? "--config" : file);
+        return NULL;
+    }
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    CS_ASSERT(s);
+    return s;
+}
+
+/* Print a one-row result: the id on its own line, or the row as a JSON
+ * object with --json. */
+static void print_created(const struct ctl *ctl, const PGresult *r)
+{
+    if (!ctl->json) {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+        return;
+    }
+    json_t *o = json_object();
+    for (int j = 0; j < PQnfields(r); j++)
+        json_object_set_new(o, PQfname(r, j),
+                            PQgetisnull(r, 0, j)
+                                ? json_null()
+                                : json_string(PQgetvalue(r, 0, j)));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    puts(s);
+    free(s);
+    json_decref(o);
+}
+
+enum { S_API_KEY, S_API_SECRET, S_ACCESS, S_REFRESH, S_WEBHOOK, S_COUNT };
+
+struct conn_args {
+    const char *agent, *type, *auth, *expires, *webhook_url, *instance_url,
+        *config, *config_file, *status;
+    struct secret sec[S_COUNT];
+};
+
+static int validate_conn(const struct conn_args *a)
+{
+    if (!a->agent || !a->type)
+        return ctl_fail(CTL_USAGE, "connections add needs --agent and --type");
+    if (!ctl_is_uuid(a->agent))
+        return ctl_fail(CTL_USAGE, "invalid agent id '%s'", a->agent);
+    if (!ctl_in_list(a->type, conn_types))
+        return ctl_fail(CTL_USAGE, "unknown connection type '%s'", a->type);
+    if (a->auth && !ctl_in_list(a->auth, auth_types))
+        return ctl_fail(CTL_USAGE, "unknown auth type '%s': expected oauth, "
+                        "api_key, webhook, jwt, basic or none", a->auth);
+    if (a->status && !ctl_in_list(a->status, statuses))
+        return ctl_fail(CTL_USAGE, "unknown status '%s': expected connected, "
+                        "disconnected, error or expired", a->status);
+    if (a->webhook_url && !ctl_is_url(a->webhook_url))
+        return ctl_fail(CTL_USAGE, "invalid --webhook-url: expected an "
+                        "https:// or http:// URL");
+    if (a->instance_url && !ctl_is_url(a->instance_url))
+        return ctl_fail(CTL_USAGE, "invalid --instance-url '%s': expected "
+                        "an https:// or http:// URL", a->instance_url);
+    if (a->config && a->config_file)
+        return ctl_fail(CTL_USAGE, "give --config or --config-file, not both");
+    int64_t ms;
+    if (a->expires && !cs_parse_rfc3339(a->expires, &ms))
+        return ctl_fail(CTL_USAGE, "invalid --expires-at '%s': expected "
+                        "RFC 3339 such as 2026-02-15T14:30:00Z", a->expires);
+    int stdin_uses = a->config_file && strcmp(a->config_file, "-") == 0;
+    return check_sources(a->sec, S_COUNT, &stdin_uses);
+}
+
+static const char *infer_auth(const struct conn_args *a)
+{
+    if (a->auth)
+        return a->auth;
+    if (a->sec[S_ACCESS].file || a->sec[S_REFRESH].file ||
+        a->sec[S_ACCESS].env || a->sec[S_REFRESH].env)
+        return "oauth";
+    if (a->sec[S_API_KEY].file || a->sec[S_API_KEY].env)
+        return "api_key";
+    if (a->webhook_url)
+        return "webhook";
+    return "none";
+}
+
+int ctl_connections_add(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections add --agent AGENT_ID --type TYPE\n"
+        "         [--auth oauth|api_key|webhook|jwt|basic|none]\n"
+        "         [--api-key-file F | --api-key-env VAR]\n"
+        "         [--api-secret-file F | --api-secret-env VAR]\n"
+        "         [--access-token-file F | --access-token-env VAR]\n"
+        "         [--refresh-token-file F | --refresh-token-env VAR]\n"
+        "         [--expires-at RFC3339] [--webhook-url URL]\n"
+        "         [--webhook-secret-file F | --webhook-secret-env VAR]\n"
+        "         [--instance-url URL] [--config JSON | --config-file F]\n"
+        "         [--status connected|disconnected|error|expired] [--json]\n\n"
+        "Connect an agent to a system and print the new connection's id.\n"
+        "Secrets are read from files (\"-\" for stdin) or named environment\n"
+        "variables, never from the command line, and are stored sealed.\n"
+        "TYPE: google_calendar calendly cal_com hubspot salesforce\n"
+        "gohighlevel housecall_pro zapier stripe pipedrive zoho monday\n"
+        "custom_rest outlook twilio sendgrid segment\n";
+    struct conn_args a = {
+        .sec = {
+            [S_API_KEY] = {"api key", NULL, NULL, NULL},
+            [S_API_SECRET] = {"api secret", NULL, NULL, NULL},
+            [S_ACCESS] = {"access token", NULL, NULL, NULL},
+            [S_REFRESH] = {"refresh token", NULL, NULL, NULL},
+            [S_WEBHOOK] = {"webhook secret", NULL, NULL, NULL},
+        }};
+    const struct ctl_opt opts[] = {
+        {"agent", &a.agent, NULL},
+        {"type", &a.type, NULL},
+        {"auth", &a.auth, NULL},
+        {"expires-at", &a.expires, NULL},
+        {"webhook-url", &a.webhook_url, NULL},
+        {"instance-url", &a.instance_url, NULL},
+        {"config", &a.config, NULL},
+        {"config-file", &a.config_file, NULL},
+        {"status", &a.status, NULL},
+        {"api-key-file", &a.sec[S_API_KEY].file, NULL},
+        {"api-key-env", &a.sec[S_API_KEY].env, NULL},
+        {"api-secret-file", &a.sec[S_API_SECRET].file, NULL},
+        {"api-secret-env", &a.sec[S_API_SECRET].env, NULL},
+        {"access-token-file", &a.sec[S_ACCESS].file, NULL},
+        {"access-token-env", &a.sec[S_ACCESS].env, NULL},
+        {"refresh-token-file", &a.sec[S_REFRESH].file, NULL},
+        {"refresh-token-env", &a.sec[S_REFRESH].env, NULL},
+        {"webhook-secret-file", &a.sec[S_WEBHOOK].file, NULL},
+        {"webhook-secret-env", &a.sec[S_WEBHOOK].env, NULL},
+    };
+    const char *pos[1];
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 0, &npos, usage);
+    int rc = validate_conn(&a);
+    if (rc)
+        return rc;
+
+    char *config = NULL;
+    char expires[32] = "";
+    if (a.config || a.config_file) {
+        config = load_config(a.config, a.config_file);
+        if (!config)
+            return CTL_USAGE;
+    }
+    if (a.expires) {
+        int64_t ms = 0;
+        cs_parse_rfc3339(a.expires, &ms);
+        cs_rfc3339_ms(ms, expires);
+    }
+    rc = seal_secrets(ctl, a.sec, S_COUNT);
+    if (rc)
+        goto out_free;
+    rc = ctl_db(ctl);
+    if (rc)
+        goto out_free;
+    char org[37];
+    rc = agent_org(ctl, a.agent, org);
+    if (rc)
+        goto out_free;
+    const char *params[] = {
+        a.agent,
+        org,
+        a.type,
+        infer_auth(&a),
+        a.status ? a.status : "connected",
+        a.sec[S_ACCESS].sealed,
+        a.sec[S_REFRESH].sealed,
+        a.expires ? expires : NULL,
+        a.sec[S_API_KEY].sealed,
+        a.sec[S_API_SECRET].sealed,
+        a.instance_url,
+        a.webhook_url,
+        a.sec[S_WEBHOOK].sealed,
+        config ? config : "{}",
+    };
+    PGresult *r = ctl_query(
+        ctl, "add connection",
+        "INSERT INTO integration_connections (agent_id, organization_id, "
+        " integration_type, auth_type, connection_status, access_token, "
+        " refresh_token, token_expires_at, api_key, api_secret, "
+        " instance_url, webhook_url, webhook_secret, config) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+        " $14::jsonb) "
+        "RETURNING id, agent_id, organization_id, integration_type AS type, "
+        " auth_type AS auth, connection_status AS status",
+        (int)CS_ARRAY_LEN(params), params);
+    if (!r) {
+        rc = CTL_FAIL;
+        goto out_free;
+    }
+    print_created(ctl, r);
+    PQclear(r);
+    ctl_publish_change(ctl, a.agent);
+out_free:
+    for (size_t i = 0; i < S_COUNT; i++)
+        free(a.sec[i].sealed);
+    free(config);
+    return rc;
+}
+
+int ctl_connections_list(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections list [--agent AGENT_ID] "
+        "[--org ORG_ID] [--json]\n\n"
+        "List connections with their state; secrets are never shown.\n";
+    const char *agent = NULL, *org = NULL;
+    const struct ctl_opt opts[] = {{"agent", &agent, NULL},
+                                   {"org", &org, NULL}};
+    const char *pos[1];
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 0, &npos, usage);
+    if (agent && !ctl_is_uuid(agent))
+        return ctl_fail(CTL_USAGE, "invalid agent id '%s'", agent);
+    if (org && !ctl_is_uuid(org))
+        return ctl_fail(CTL_USAGE, "invalid organisation id '%s'", org);
+    int rc = ctl_db(ctl);
+    if (rc)
+        return rc;
+    char agent_org_id[37];
+    if (agent && (rc = agent_org(ctl, agent, agent_org_id)) != CTL_OK)
+        return rc;
+    const char *params[] = {agent, org};
+    PGresult *r = ctl_query(
+        ctl, "list connections",
+        "SELECT id, agent_id, integration_type AS type, auth_type AS auth, "
+        " connection_status AS status, is_active AS active, sync_enabled, "
+        " to_char(last_sync_at AT TIME ZONE 'UTC', "
+        "         'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS last_sync_at, "
+        " last_error "
+        "FROM integration_connections "
+        "WHERE ($1::uuid IS NULL OR agent_id = $1) "
+        "  AND ($2::uuid IS NULL OR organization_id = $2) "
+        "ORDER BY created_at, id",
+        2, params);
+    if (!r)
+        return CTL_FAIL;
+    ctl_print_result(ctl, r);
+    PQclear(r);
+    return CTL_OK;
+}
+
+int ctl_connections_remove(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections remove CONNECTION_ID [--hard] "
+        "[--json]\n\n"
+        "Deactivate a connection (is_active false, status disconnected),\n"
+        "keeping its sync history; with --hard, delete it and its history.\n";
+    bool hard = false;
+    const struct ctl_opt opts[] = {{"hard", NULL, &hard}};
+    const char *pos[1] = {NULL};
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 1, &npos, usage);
+    if (!pos[0]) {
+        fputs(usage, stderr);
+        return ctl_fail(CTL_USAGE, "connections remove needs a CONNECTION_ID");
+    }
+    if (!ctl_is_uuid(pos[0]))
+        return ctl_fail(CTL_USAGE, "invalid connection id '%s'", pos[0]);
+    int rc = ctl_db(ctl);
+    if (rc)
+        return rc;
+    const char *params[] = {pos[0]};
+    PGresult *r = ctl_query(
+        ctl, "remove connection",
+        hard ? "DELETE FROM integration_connections WHERE id = $1 "
+               "RETURNING id, agent_id"
+             : "UPDATE integration_connections SET is_active = false, "
+               " connection_status = 'disconnected' WHERE id = $1 "
+               "RETURNING id, agent_id",
+        1, params);
+    if (!r)
+        return CTL_FAIL;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return ctl_fail(CTL_NOTFOUND, "connection '%s' not found", pos[0]);
+    }
+    char *agent = xstrdup(PQgetvalue(r, 0, 1));
+    if (ctl->json)
+        printf("{\"id\": \"%s\", \"agent_id\": \"%s\", \"deleted\": %s}\n",
+               PQgetvalue(r, 0, 0), agent, hard ? "true" : "false");
+    else
+        printf("%s %s\n", hard ? "deleted" : "disconnected",
+               PQgetvalue(r, 0, 0));
+    PQclear(r);
+    ctl_publish_change(ctl, agent);
+    free(agent);
+    return CTL_OK;
+}
+
+int ctl_webhooks_set_outbound(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl webhooks set-outbound --agent AGENT_ID\n"
+        "         (--secret-file F | --secret-env VAR | --generate)\n"
+        "         [--callback-url URL] [--json]\n\n"
+        "Set the secret that a CRM sends to trigger the agent's outbound\n"
+        "calls. The secret is printed only when --generate made it.\n";
+    const char *agent = NULL, *callback = NULL;
+    struct secret sec = {"webhook secret", NULL, NULL, NULL};
+    bool generate = false;
+    const struct ctl_opt opts[] = {
+        {"agent", &agent, NULL},
+        {"secret-file", &sec.file, NULL},
+        {"secret-env", &sec.env, NULL},
+        {"generate", NULL, &generate},
+        {"callback-url", &callback, NULL},
+    };
+    const char *pos[1];
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 0, &npos, usage);
+    int sources = (sec.file != NULL) + (sec.env != NULL) + generate;
+    if (!agent || sources != 1) {
+        fputs(usage, stderr);
+        return ctl_fail(CTL_USAGE, "webhooks set-outbound needs --agent and "
+                        "one of --secret-file, --secret-env, --generate");
+    }
+    if (!ctl_is_uuid(agent))
+        return ctl_fail(CTL_USAGE, "invalid agent id '%s'", agent);
+    if (callback && !ctl_is_url(callback))
+        return ctl_fail(CTL_USAGE, "invalid --callback-url: expected an "
+                        "https:// or http:// URL");
+
+    char generated[65] = "";
+    int rc;
+    if (generate) {
+        unsigned char raw[32];
+        if (cs_random(raw, sizeof(raw)) != 0)
+            return ctl_fail(CTL_FAIL, "cannot generate a secret: no random "
+                            "bytes");
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(generated + 2 * i, 3, "%02x", raw[i]);
+        struct cs_keyring *kr = open_keyring(ctl);
+        if (!kr)
+            return CTL_USAGE;
+        sec.sealed = cs_seal(kr, generated, strlen(generated));
+        cs_keyring_free(kr);
+    } else {
+        rc = seal_secrets(ctl, &sec, 1);
+        if (rc)
+            return rc;
+    }
+    rc = ctl_db(ctl);
+    if (rc)
+        goto out_free;
+    char org[37];
+    rc = agent_org(ctl, agent, org);
+    if (rc)
+        goto out_free;
+    const char *params[] = {agent, org, sec.sealed, callback};
+    PGresult *r = ctl_query(
+        ctl, "set outbound webhook",
+        "INSERT INTO integration_webhooks (agent_id, organization_id, "
+        " webhook_type, webhook_secret, callback_url) "
+        "VALUES ($1, $2, 'outbound_call', $3, $4) "
+        "ON CONFLICT (agent_id, webhook_type) DO UPDATE SET "
+        " webhook_secret = EXCLUDED.webhook_secret, "
+        " callback_url = coalesce(EXCLUDED.callback_url, "
+        "                         integration_webhooks.callback_url), "
+        " is_active = true "
+        "RETURNING id, agent_id",
+        4, params);
+    if (!r) {
+        rc = CTL_FAIL;
+        goto out_free;
+    }
+    if (ctl->json) {
+        json_t *o = json_pack("{s:s, s:s}", "id", PQgetvalue(r, 0, 0),
+                              "agent_id", PQgetvalue(r, 0, 1));
+        if (generate)
+            json_object_set_new(o, "secret", json_string(generated));
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(s);
+        free(s);
+        json_decref(o);
+    } else if (generate) {
+        printf("%s\n", generated);
+        fputs("note: store this secret now; it cannot be shown again\n",
+              stderr);
+    } else {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    ctl_publish_change(ctl, agent);
+out_free:
+    free(sec.sealed);
+    return rc;
+}
