@@ -1,6 +1,6 @@
 /*
  * it_support.h - helpers for integration tests: a fresh migrated database
- * per test, the real callsync binaries started as child processes, raw
+ * per test (support_pg.h), the real callsync binaries started as child processes, raw
  * HTTP over a socket, and a blocking Redis connection. Header-only:
  * CMake builds each test from one .c file.
  *
@@ -12,7 +12,7 @@
 
 #include "cs.h"
 #include "crypto.h"
-#include "pgc.h"
+#include "support_pg.h"
 
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
@@ -39,74 +39,14 @@ static inline const char *it_env(const char *name)
     return v;
 }
 
-/* ---- PostgreSQL -------------------------------------------------------- */
-
-struct it_db {
-    char name[64];
-    char url[512];
-    PGconn *conn;
-};
-
-/* Replace the database name at the end of a libpq URI. */
-static inline void it_db_url(const char *base, const char *db, char *out,
-                             size_t cap)
-{
-    const char *q = strchr(base, '?');
-    const char *slash = NULL;
-    for (const char *p = base + strlen("postgresql://"); *p && p != q; p++)
-        if (*p == '/')
-            slash = p;
-    cr_assert(slash, "CALLSYNC_DATABASE_URL must be a postgresql:// URI");
-    snprintf(out, cap, "%.*s/%s%s", (int)(slash - base), base, db,
-             q ? q : "");
-}
-
-/* Create and migrate a fresh database; its URL is db->url. */
-static inline void it_db_create(struct it_db *db, const char *tag)
-{
-    struct cs_err err = {0};
-    const char *base = it_env("CALLSYNC_DATABASE_URL");
-    PGconn *admin = pgc_connect(base, &err);
-    cr_assert(admin, "cannot connect: %s", err.msg);
-    snprintf(db->name, sizeof(db->name), "cs_%s_%d", tag, (int)getpid());
-    char sql[160];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", db->name);
-    cr_assert(pgc_exec(admin, sql, 0, NULL, &err) == 0, "%s", err.msg);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db->name);
-    cr_assert(pgc_exec(admin, sql, 0, NULL, &err) == 0, "%s", err.msg);
-    PQfinish(admin);
-    it_db_url(base, db->name, db->url, sizeof(db->url));
-    db->conn = pgc_connect(db->url, &err);
-    cr_assert(db->conn, "cannot connect to '%s': %s", db->name, err.msg);
-    int n = pgc_migrate(db->conn, CS_SOURCE_DIR "/migrations", NULL, NULL,
-                        &err);
-    cr_assert(n > 0, "migrations failed: %s", err.msg);
-}
-
-static inline void it_db_drop(struct it_db *db)
-{
-    if (db->conn)
-        PQfinish(db->conn);
-    db->conn = NULL;
-    struct cs_err err = {0};
-    PGconn *admin = pgc_connect(getenv("CALLSYNC_DATABASE_URL"), &err);
-    if (admin) {
-        char sql[160];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-                 db->name);
-        (void)!pgc_exec(admin, sql, 0, NULL, &err);
-        PQfinish(admin);
-    }
-}
+/* ---- PostgreSQL (fresh databases come from support_pg.h) ------------- */
 
 /* Run SQL with text parameters and return the first column of row 0
  * (xmalloc'd), or NULL for no rows. */
-static inline char *it_sql(struct it_db *db, const char *sql, int n,
+static inline char *it_sql(struct tpg *db, const char *sql, int n,
                            const char *const *params)
 {
-    struct cs_err err = {0};
-    PGresult *r = pgc_query(db->conn, sql, n, params, &err);
-    cr_assert(r, "sql failed: %s: %s", err.msg, sql);
+    PGresult *r = tpg_query(db, sql, n, params);
     char *v = NULL;
     if (PQntuples(r) > 0 && PQnfields(r) > 0 && !PQgetisnull(r, 0, 0))
         v = xstrdup(PQgetvalue(r, 0, 0));

@@ -19,7 +19,7 @@
 #define RETELL_AGENT "agent_d8a1c0ffee"
 #define CALLRAIL_COMPANY "COM8154748ae6bd4e278a7cddd38a662f4f"
 
-static struct it_db db;
+static struct tpg db;
 static struct cs_keyring *kr;
 static redisContext *rc;
 static pid_t ingest;
@@ -72,7 +72,7 @@ static void start_ingest(const char *redis_url)
 
 static void setup(void)
 {
-    it_db_create(&db, "ingest");
+    tpg_setup(&db, "ingest", true);
     unsigned char raw[32];
     for (int i = 0; i < 32; i++)
         raw[i] = (unsigned char)(i * 7 + 3);
@@ -122,7 +122,7 @@ static void teardown(void)
     cr_expect_eq(st, 0, "ingest must exit 0 on SIGTERM (log: %s)", log_path);
     if (rc)
         redisFree(rc);
-    it_db_drop(&db);
+    tpg_teardown(&db);
     cs_keyring_free(kr);
     free(org);
     free(agent);
@@ -876,14 +876,13 @@ Test(ingest, database_outage_answers_503)
 {
     it_stop(ingest, SIGTERM, 15000);
     /* Point at a database that does not exist. */
-    char saved[512];
-    snprintf(saved, sizeof(saved), "%s", db.url);
-    it_db_url(it_env("CALLSYNC_DATABASE_URL"), "no_such_db", db.url,
-              sizeof(db.url));
+    char *saved = db.url;
+    db.url = tpg_url_with_db(db.base_url, "no_such_db");
     char *url = it_redis_url(REDIS_DB);
     start_ingest(url);
     free(url);
-    snprintf(db.url, sizeof(db.url), "%s", saved);
+    free(db.url);
+    db.url = saved;
     usleep(300000);
     size_t n;
     char *body = fixture("retell/call_analyzed.json", &n);
