@@ -1226,8 +1226,7 @@ Test(job, id_is_stable)
     cr_expect_str_eq(again, id);
     cs_job_id("call_1", "conn_2", again);
     cr_expect_str_neq(again, id);
-    /* The separator keeps ("a\nb", "c") and ("a", "b\nc") ... distinct from
-     * ("ab", "c"). */
+    /* The separator keeps ("ab", "c") apart from ("a", "bc"). */
     char x[33], y[33];
     cs_job_id("ab", "c", x);
     cs_job_id("a", "bc", y);
