@@ -201,6 +201,7 @@ struct ing_loop {
     ev_io accept_w;
     ev_async stop_w;
     ev_timer drain_w;
+    ev_tstamp drain_started;
     bool draining;
     int nconns;
     struct ing_conn *conns;    /* doubly linked list of open connections */

@@ -132,7 +132,7 @@ static void on_drain_tick(EV_P_ ev_timer *w, int revents)
     struct ing_loop *l = w->data;
     ing_close_idle(l);
     bool idle = l->nconns == 0 && store_idle(l->store);
-    if (idle || ev_now(EV_A) - w->at > GRACE_S)
+    if (idle || ev_now(EV_A) - l->drain_started > GRACE_S)
         ev_break(EV_A_ EVBREAK_ALL);
 }
 
@@ -142,6 +142,7 @@ static void on_stop(EV_P_ ev_async *w, int revents)
     struct ing_loop *l = w->data;
     if (l->draining)
         return;
+    log_info("loop_draining", LOG_I("connections", l->nconns));
     l->draining = true;
     ev_io_stop(EV_A_ & l->accept_w);
     close(l->listen_fd);
@@ -149,7 +150,7 @@ static void on_stop(EV_P_ ev_async *w, int revents)
     ing_close_idle(l);
     ev_timer_init(&l->drain_w, on_drain_tick, 0.0, 0.05);
     l->drain_w.data = l;
-    l->drain_w.at = ev_now(EV_A); /* remembered start of the drain */
+    l->drain_started = ev_now(EV_A);
     ev_timer_start(EV_A_ & l->drain_w);
 }
 
@@ -225,6 +226,10 @@ int main(int argc, char **argv)
         nthreads = n > 0 ? (int)n : 1;
     }
 
+    /* An ignored signal is discarded before sigwait could see it, and a
+     * parent may have left SIGTERM ignored. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

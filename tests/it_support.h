@@ -10,6 +10,11 @@
 #ifndef CS_IT_SUPPORT_H
 #define CS_IT_SUPPORT_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+
+#include "buf.h"
 #include "cs.h"
 #include "crypto.h"
 #include "support_pg.h"

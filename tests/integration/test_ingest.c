@@ -62,7 +62,7 @@ static void start_ingest(const char *redis_url)
     env[n++] = xstrdup("CALLSYNC_INGEST_CACHE_TTL_MS=60000");
     env[n++] = xstrdup("CALLSYNC_LOG_LEVEL=warn");
     env[n] = NULL;
-    char *argv[] = {CS_BIN_DIR "/callsync-ingest", NULL};
+    char *argv[] = {(char *)CS_BIN_DIR "/callsync-ingest", NULL};
     snprintf(log_path, sizeof(log_path), "/tmp/cs_ingest_test_%d.log",
              (int)getpid());
     ingest = it_spawn(argv, env, log_path);
@@ -629,8 +629,12 @@ Test(ingest, callrail_post_call)
     cr_expect_eq(r.status, 202, "%.*s", (int)r.body_len, r.body);
     cr_expect_eq(xlen("hubspot"), 1);
     long long before = keycount();
-    r = it_post(port, "/webhooks/callrail", "Signature: AAAA\r\n", body, n);
+    /* Well-formed (20 bytes) but not the HMAC; then not base64 at all. */
+    r = it_post(port, "/webhooks/callrail",
+                "Signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n", body, n);
     expect_refused(&r, 401, "bad_signature", before);
+    r = it_post(port, "/webhooks/callrail", "Signature: AAAA\r\n", body, n);
+    expect_refused(&r, 401, "malformed_signature", before);
     free(h);
     free(b64);
     free(body);
