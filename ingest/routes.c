@@ -722,7 +722,6 @@ static void handle_readyz(struct ing_conn *c)
     }
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
-    met_reject(!r ? RJ_REDIS_UNAVAILABLE : RJ_DB_UNAVAILABLE);
     ing_respond(c, 503, "application/json", "Retry-After: 5\r\n", s,
                 strlen(s));
     free(s);

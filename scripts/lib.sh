@@ -8,7 +8,7 @@ CS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CS_DEB_PACKAGES=(build-essential cmake pkg-config libhiredis-dev
   libcurl4-openssl-dev libjansson-dev libpq-dev libev-dev libcriterion-dev
   libssl-dev libhttp-parser-dev redis-server postgresql postgresql-client
-  wrk curl ca-certificates)
+  wrk curl ca-certificates openssl jq)
 
 cs_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

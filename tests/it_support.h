@@ -130,6 +130,20 @@ static inline int it_stop(pid_t pid, int sig, int timeout_ms)
     return -1;
 }
 
+/* Assert that a child's log holds no sanitizer report, then remove it. */
+static inline void it_expect_clean_log(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    char line[4096];
+    while (fgets(line, sizeof(line), f))
+        cr_expect(!strstr(line, "Sanitizer") && !strstr(line, "runtime error"),
+                  "sanitizer report in %s: %s", path, line);
+    fclose(f);
+    unlink(path);
+}
+
 /* ---- HTTP -------------------------------------------------------------- */
 
 struct it_resp {

@@ -120,6 +120,7 @@ static void teardown(void)
 {
     int st = it_stop(ingest, SIGTERM, 15000);
     cr_expect_eq(st, 0, "ingest must exit 0 on SIGTERM (log: %s)", log_path);
+    it_expect_clean_log(log_path);
     if (rc)
         redisFree(rc);
     tpg_teardown(&db);
@@ -856,7 +857,7 @@ Test(ingest, health_readiness_and_metrics)
 Test(ingest, redis_outage_answers_503_and_nothing_is_acknowledged)
 {
     /* A second ingest whose Redis does not exist. */
-    it_stop(ingest, SIGTERM, 15000);
+    cr_expect_eq(it_stop(ingest, SIGTERM, 15000), 0);
     int dead = it_free_port();
     char *url = xasprintf("redis://127.0.0.1:%d/0", dead);
     start_ingest(url);
@@ -878,7 +879,7 @@ Test(ingest, redis_outage_answers_503_and_nothing_is_acknowledged)
 
 Test(ingest, database_outage_answers_503)
 {
-    it_stop(ingest, SIGTERM, 15000);
+    cr_expect_eq(it_stop(ingest, SIGTERM, 15000), 0);
     /* Point at a database that does not exist. */
     char *saved = db.url;
     db.url = tpg_url_with_db(db.base_url, "no_such_db");
