@@ -58,9 +58,16 @@ static void field_path(const struct obj *s, const char *key,
                        char out[PATH_MAX_LEN])
 {
     /* A long path is cut short; the start names the field well enough. */
-    int n = s->path[0] ? snprintf(out, PATH_MAX_LEN, "%s.%s", s->path, key)
-                       : snprintf(out, PATH_MAX_LEN, "%s", key);
-    CS_UNUSED(n);
+    size_t n = 0;
+    if (s->path[0]) {
+        n = strnlen(s->path, PATH_MAX_LEN - 1);
+        memcpy(out, s->path, n);
+        if (n < PATH_MAX_LEN - 1)
+            out[n++] = '.';
+    }
+    size_t k = strnlen(key, PATH_MAX_LEN - 1 - n);
+    memcpy(out + n, key, k);
+    out[n + k] = '\0';
 }
 
 /* The value of key, NULL if absent or JSON null. Not marked as mapped. */
@@ -1762,13 +1769,19 @@ bool cs_phone_e164(const char *in, const char *country_code, char out[17])
         } else if (d[0] == '0') {
             digits = d + 1; /* trunk prefix */
         }
-        snprintf(buf, sizeof(buf), "%s%s", country_code, digits);
+        size_t nrest = strlen(digits);
+        if (ncc + nrest >= sizeof(buf))
+            return false;
+        memcpy(buf, country_code, ncc);
+        memcpy(buf + ncc, digits, nrest + 1);
         digits = buf;
     }
-    if (strlen(digits) > 15)
+    size_t nd_out = strlen(digits);
+    if (nd_out > 15)
         return false;
-    char tmp[48];
-    snprintf(tmp, sizeof(tmp), "+%s", digits);
+    char tmp[17];
+    tmp[0] = '+';
+    memcpy(tmp + 1, digits, nd_out + 1);
     if (!cs_phone_is_e164(tmp))
         return false;
     memcpy(out, tmp, strlen(tmp) + 1);
