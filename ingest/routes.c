@@ -279,20 +279,70 @@ static char *seen_key(unsigned shard, const char *source, const char *id)
     return xasprintf("cs:{%u}:seen:%s:h:%s", shard, source, hex);
 }
 
-static char *job_payload(const struct rctx *x, const struct ing_agent *a,
-                         const struct ing_connection *conn, const char *job_id,
-                         const char *now)
+/*
+ * The parts of a job's JSON that all jobs of one event share, serialised
+ * once: the call (the bulk of it) and the event's fields. Each job is then
+ * spliced together from them, so a webhook with N connections costs one
+ * serialisation of its call, not N.
+ */
+struct job_parts {
+    char *common;              /* {"kind":..,"event_id":..} */
+    size_t common_len;
+    char *call;                /* the call document */
+    size_t call_len;
+};
+
+static void job_parts_init(struct job_parts *jp, const struct rctx *x,
+                           const struct ing_agent *a, const char *now)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:O}",
-                          "job_id", job_id, "kind", "call_sync", "provider",
-                          conn->type, "connection_id", conn->id, "agent_id",
-                          a->id, "attempt", 0, "first_enqueued_at", now,
-                          "source", x->ev.source, "event_type",
-                          x->ev.event_type, "event_id", x->ev.event_id, "call",
-                          x->ev.call);
-    char *s = json_dumps(o, JSON_COMPACT);
+    json_t *o = json_pack("{s:s,s:s,s:s?,s:i,s:s,s:s,s:s,s:s}", "kind",
+                          "call_sync", "agent_id", a->id, "org_id", a->org_id,
+                          "attempt", 0, "first_enqueued_at", now, "source",
+                          x->ev.source, "event_type", x->ev.event_type,
+                          "event_id", x->ev.event_id);
+    jp->common = json_dumps(o, JSON_COMPACT);
+    jp->common_len = strlen(jp->common);
     json_decref(o);
-    return s;
+    jp->call = json_dumps(x->ev.call, JSON_COMPACT);
+    jp->call_len = strlen(jp->call);
+}
+
+static void job_parts_release(struct job_parts *jp)
+{
+    free(jp->common);
+    free(jp->call);
+}
+
+/* {"job_id":..,"provider":..,"connection_id":..,<common>,"call":<call>}.
+ * The id is hex, the type is checked against a fixed list by the schema
+ * and the connection id is a UUID, so none of them needs escaping. */
+static char *job_payload(const struct job_parts *jp,
+                         const struct ing_connection *conn, const char *job_id)
+{
+    struct buf b;
+    buf_init(&b, SIZE_MAX / 2);
+    int rc = buf_addf(&b, "{\"job_id\":\"%s\",\"provider\":\"%s\","
+                          "\"connection_id\":\"%s\",",
+                      job_id, conn->type, conn->id);
+    if (!rc)
+        rc = buf_add(&b, jp->common + 1, jp->common_len - 2);
+    if (!rc)
+        rc = buf_adds(&b, ",\"call\":");
+    if (!rc)
+        rc = buf_add(&b, jp->call, jp->call_len);
+    if (!rc)
+        rc = buf_adds(&b, "}");
+    CS_ASSERT(rc == 0);
+    return buf_take(&b, NULL);
+}
+
+static bool safe_token(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return false;
+    return true;
 }
 
 static void enqueue_call(struct rctx *x, const struct ing_agent *a,
@@ -317,11 +367,15 @@ static void enqueue_call(struct rctx *x, const struct ing_agent *a,
     json_t *skipped = json_array();
     char now[32];
     cs_rfc3339_ms(cs_now_ms(), now);
+    struct job_parts jp;
+    job_parts_init(&jp, x, a, now);
     for (size_t i = 0; i < a->nconns && n < CS_ARRAY_LEN(jobs); i++) {
         const struct ing_connection *conn = &a->conns[i];
         const char *why = NULL;
         if (exclude_conn && strcmp(conn->id, exclude_conn) == 0)
             continue;
+        if (!safe_token(conn->type) || !safe_token(conn->id))
+            continue; /* cannot happen with the schema's checks */
         if (!cs_sync_conditions_match(conn->conditions, x->ev.call, &why)) {
             json_array_append_new(skipped,
                                   json_pack("{s:s,s:s}", "connection_id",
@@ -331,10 +385,11 @@ static void enqueue_call(struct rctx *x, const struct ing_agent *a,
         }
         cs_job_id(call_id, conn->id, jobs[n].job_id);
         jobs[n].provider = conn->type;
-        jobs[n].payload = job_payload(x, a, conn, jobs[n].job_id, now);
+        jobs[n].payload = job_payload(&jp, conn, jobs[n].job_id);
         x->providers[x->njobs++] = xstrdup(conn->type);
         n++;
     }
+    job_parts_release(&jp);
     if (n == 0) {
         met_ignored(x->route);
         ing_respond_json(x->c, 200,

@@ -34,38 +34,31 @@
 /*
  * KEYS[1]     de-dup key of the event
  * KEYS[2i]    stream of job i, KEYS[2i+1] its job hash
- * ARGV[1]     de-dup TTL in seconds, ARGV[2] now (RFC 3339)
- * ARGV[2i+1]  job id i, ARGV[2i+2] its JSON
- * Returns {1, "id,id", "1,0"} (new; which jobs were created) or
- * {0, "id,id"} (the event was seen: the original ids).
+ * ARGV[1]     de-dup TTL in seconds
+ * ARGV[2i]    job id i, ARGV[2i+1] its JSON
+ * Returns {1, "id,id"} (new) or {0, "id,id"} (the event was seen: the
+ * original ids).
  * A job id that already has a hash is not enqueued again: the same call
- * reaching the same connection through another event is one job.
+ * reaching the same connection through another event is one job. The job
+ * hash starts as {state: queued}; workers add checkpoints to it. Consumer
+ * groups are created by workers (XGROUP CREATE ... 0 MKSTREAM), so jobs
+ * enqueued before the first worker starts are delivered too.
  */
 static const char enqueue_lua[] =
     "local seen = redis.call('GET', KEYS[1])\n"
     "if seen then return {0, seen} end\n"
-    "local ids, made = {}, {}\n"
+    "local ids = {}\n"
     "for i = 1, (#KEYS - 1) / 2 do\n"
-    "  local stream, jobkey = KEYS[2 * i], KEYS[2 * i + 1]\n"
-    "  local id, job = ARGV[2 * i + 1], ARGV[2 * i + 2]\n"
-    "  ids[#ids + 1] = id\n"
-    "  if redis.call('HSETNX', jobkey, 'state', 'queued') == 1 then\n"
-    "    if redis.call('EXISTS', stream) == 0 then\n"
-    "      redis.call('XGROUP', 'CREATE', stream, 'workers', '0', "
-    "'MKSTREAM')\n"
-    "    end\n"
-    "    local mid = redis.call('XADD', stream, '*', 'job_id', id, "
-    "'job', job)\n"
-    "    redis.call('HSET', jobkey, 'attempt', '0', 'first_enqueued_at', "
-    "ARGV[2], 'stream', stream, 'msg_id', mid)\n"
-    "    made[#made + 1] = '1'\n"
-    "  else\n"
-    "    made[#made + 1] = '0'\n"
+    "  local id = ARGV[2 * i]\n"
+    "  ids[i] = id\n"
+    "  if redis.call('HSETNX', KEYS[2 * i + 1], 'state', 'queued') == 1 then\n"
+    "    redis.call('XADD', KEYS[2 * i], '*', 'job_id', id, 'job', "
+    "ARGV[2 * i + 1])\n"
     "  end\n"
     "end\n"
     "local joined = table.concat(ids, ',')\n"
     "redis.call('SET', KEYS[1], joined, 'EX', tonumber(ARGV[1]))\n"
-    "return {1, joined, table.concat(made, ',')}\n";
+    "return {1, joined}\n";
 
 struct waiter {
     store_lookup_cb *cb;
@@ -694,12 +687,10 @@ void store_enqueue(struct store *s, unsigned shard, const char *seen_key,
         free(q);
         return;
     }
-    q->argc = (int)(3 + 1 + 2 * n + 2 + 2 * n);
+    q->argc = (int)(3 + 1 + 2 * n + 1 + 2 * n);
     q->argv = xcalloc((size_t)q->argc, sizeof(char *));
     q->argvlen = xcalloc((size_t)q->argc, sizeof(size_t));
     int i = 0;
-    char now[32];
-    cs_rfc3339_ms(cs_now_ms(), now);
     q->argv[i++] = xstrdup("EVALSHA");
     q->argv[i++] = xstrdup(s->script_sha);
     q->argv[i++] = xasprintf("%zu", 1 + 2 * n);
@@ -709,7 +700,6 @@ void store_enqueue(struct store *s, unsigned shard, const char *seen_key,
         q->argv[i++] = xasprintf("cs:{%u}:job:%s", shard, jobs[j].job_id);
     }
     q->argv[i++] = xasprintf("%d", seen_ttl_s);
-    q->argv[i++] = xstrdup(now);
     for (size_t j = 0; j < n; j++) {
         q->argv[i++] = xstrdup(jobs[j].job_id);
         q->argv[i++] = xstrdup(jobs[j].payload);

@@ -58,11 +58,20 @@ done
 cs_say "generating $POOL signed webhooks"
 "$bin/callsync-benchgen" tests/fixtures/retell/call_analyzed.json "$KEY" \
   "$POOL" "$dir/requests.bin"
+"$bin/callsync-benchgen" tests/fixtures/retell/call_analyzed.json "$KEY" \
+  "$((POOL / 4))" "$dir/light.bin"
 body_bytes=$(( $(stat -c %s "$dir/requests.bin") / POOL ))
 
 jobs_now() {
   curl -fsS "http://127.0.0.1:$port/metrics" |
     awk '/^callsync_ingest_jobs_enqueued_total/ {s += $2} END {print s + 0}'
+}
+# Answers to /webhooks/retell so far: "accepted other".
+answers_now() {
+  curl -fsS "http://127.0.0.1:$port/metrics" | awk '
+    /^callsync_ingest_requests_total\{route="retell"/ {
+      if ($1 ~ /status="202"/) a += $2; else o += $2 }
+    END {print a + 0, o + 0}'
 }
 # wrk --latency prints "     50%  123.00us"; convert to milliseconds.
 pct() {
@@ -71,17 +80,29 @@ pct() {
 }
 rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
 
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+redis_pid=$(cat "$dir/redis/redis.pid")
+
 cs_say "wrk: GET /healthz for ${DUR}s, $CONNS connections"
 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$port/healthz" \
   >"$dir/healthz.txt"
 cs_say "wrk: POST /webhooks/retell for ${DUR}s, $CONNS connections"
 j0=$(jobs_now)
+read -r a0 o0 <<<"$(answers_now)"
+i0=$(cpu "$ingest_pid"); r0=$(cpu "$redis_pid")
 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s tests/bench/ingest.lua \
   "http://127.0.0.1:$port/webhooks/retell" -- "$dir/requests.bin" 2 \
   >"$dir/retell.txt"
 j1=$(jobs_now)
-accepted=$(awk '/^accepted_202/ {print $2}' "$dir/retell.txt")
-other=$(awk '/^other_status/ {print $2}' "$dir/retell.txt")
+i1=$(cpu "$ingest_pid"); r1=$(cpu "$redis_pid")
+read -r a1 o1 <<<"$(answers_now)"
+accepted=$((a1 - a0)); other=$((o1 - o0))
+cs_say "wrk: POST /webhooks/retell, light load (2 connections) for ${DUR}s"
+wrk -t1 -c2 -d"${DUR}s" --latency -s tests/bench/ingest.lua \
+  "http://127.0.0.1:$port/webhooks/retell" -- "$dir/light.bin" 1 \
+  >"$dir/light.txt"
+read -r a2 o2 <<<"$(answers_now)"
 stream_jobs=0
 for t in hubspot zapier gohighlevel; do
   n=$(redis-cli -p "$CALLSYNC_STACK_REDIS_PORT" XLEN "cs:{0}:q:$t")
@@ -99,11 +120,13 @@ request body: ${body_bytes} bytes (signed Retell call_analyzed, 3 connections pe
 |--------------------------|-----------:|-------:|-------:|
 | GET /healthz             | $(printf %10s "$h_rps") | $(printf %6s "$(pct 50% "$dir/healthz.txt")") | $(printf %6s "$(pct 99% "$dir/healthz.txt")") |
 | POST /webhooks/retell    | $(printf %10s "$w_rps") | $(printf %6s "$(pct 50% "$dir/retell.txt")") | $(printf %6s "$(pct 99% "$dir/retell.txt")") |
+| same, 2 connections      | $(printf %10s "$(rps "$dir/light.txt")") | $(printf %6s "$(pct 50% "$dir/light.txt")") | $(printf %6s "$(pct 99% "$dir/light.txt")") |
 
-webhooks accepted (202): $accepted, other answers: $other
+webhooks accepted (202): $accepted, other answers: $other (light run: $((a2 - a1)) and $((o2 - o1)))
 jobs enqueued: $((j1 - j0)) ($(awk -v j="$((j1 - j0))" -v d="$DUR" 'BEGIN {printf "%.0f", j / d}')/s), jobs in the streams: $stream_jobs
+CPU during the webhook run: ingest $(awk -v a="$i0" -v b="$i1" 'BEGIN {printf "%.1f", b - a}') s, redis $(awk -v a="$r0" -v b="$r1" 'BEGIN {printf "%.1f", b - a}') s (of $((2 * DUR)) s on $(nproc) cores)
 webhooks/s as a share of /healthz: $(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a / b}')
 OUT
-if [ "$other" != "0" ]; then
-  echo "note: $other answers were not 202 (pool exhausted → duplicates, or errors); see $dir/ingest.log" >&2
+if [ "$other" != "0" ] || [ "$o2" != "$o1" ]; then
+  echo "note: $((other + o2 - o1)) answers were not 202 (pool exhausted → duplicates, or errors); see $dir/ingest.log" >&2
 fi
