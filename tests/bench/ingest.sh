@@ -123,7 +123,7 @@ request body: ${body_bytes} bytes (signed Retell call_analyzed, 3 connections pe
 | same, 2 connections      | $(printf %10s "$(rps "$dir/light.txt")") | $(printf %6s "$(pct 50% "$dir/light.txt")") | $(printf %6s "$(pct 99% "$dir/light.txt")") |
 
 webhooks accepted (202): $accepted, other answers: $other (light run: $((a2 - a1)) and $((o2 - o1)))
-jobs enqueued: $((j1 - j0)) ($(awk -v j="$((j1 - j0))" -v d="$DUR" 'BEGIN {printf "%.0f", j / d}')/s), jobs in the streams: $stream_jobs
+jobs enqueued: $((j1 - j0)) ($(awk -v j="$((j1 - j0))" -v d="$DUR" 'BEGIN {printf "%.0f", j / d}')/s), jobs in the streams after both runs: $stream_jobs
 CPU during the webhook run: ingest $(awk -v a="$i0" -v b="$i1" 'BEGIN {printf "%.1f", b - a}') s, redis $(awk -v a="$r0" -v b="$r1" 'BEGIN {printf "%.1f", b - a}') s (of $((2 * DUR)) s on $(nproc) cores)
 webhooks/s as a share of /healthz: $(awk -v a="$w_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a / b}')
 OUT
