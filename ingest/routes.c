@@ -455,6 +455,34 @@ static void after_normalise(struct rctx *x, enum store_key k)
     store_lookup(l->store, k, x->ev.agent_ref, on_agent_for_event, x);
 }
 
+typedef int norm_fn(const char *body, size_t n, const struct cs_norm_opts *o,
+                    struct cs_event *ev, struct cs_err *err);
+
+/*
+ * The common middle of every webhook route: refuse a failed signature
+ * check (sig_rc from the source's scheme, header naming it), then
+ * normalise the body into x->ev. Returns false when the request has been
+ * answered and x freed.
+ */
+static bool verify_and_normalise(struct rctx *x, int sig_rc,
+                                 const char *header, norm_fn *norm)
+{
+    struct ing_request *rq = x->rq;
+    if (sig_rc) {
+        fail_sig(x->c, sig_rc, header);
+        rctx_free(x);
+        return false;
+    }
+    struct cs_err err = {0};
+    if (norm(rq->body.data ? rq->body.data : "", rq->body.len,
+             norm_opts(ing_conn_loop(x->c)), &x->ev, &err)) {
+        fail_norm(x->c, &err);
+        rctx_free(x);
+        return false;
+    }
+    return true;
+}
+
 static void handle_retell(struct rctx *x)
 {
     struct ing_loop *l = ing_conn_loop(x->c);
@@ -470,24 +498,12 @@ static void handle_retell(struct rctx *x)
                            (const char *const *)ing_secrets.retell,
                            ing_secrets.nretell, cs_now_ms(),
                            (int64_t)l->cfg->sig_tolerance_s * 1000);
-    if (rc) {
-        fail_sig(x->c, rc, "x-retell-signature");
-        rctx_free(x);
-        return;
-    }
-    struct cs_err err = {0};
-    if (cs_norm_retell(rq->body.data ? rq->body.data : "", rq->body.len,
-                       norm_opts(l), &x->ev, &err)) {
-        fail_norm(x->c, &err);
-        rctx_free(x);
-        return;
-    }
-    after_normalise(x, SK_RETELL_AGENT);
+    if (verify_and_normalise(x, rc, "x-retell-signature", cs_norm_retell))
+        after_normalise(x, SK_RETELL_AGENT);
 }
 
 static void handle_callrail(struct rctx *x)
 {
-    struct ing_loop *l = ing_conn_loop(x->c);
     struct ing_request *rq = x->rq;
     if (ing_secrets.ncallrail == 0) {
         ing_fail(x->c, 401, RJ_NOT_CONFIGURED,
@@ -499,19 +515,8 @@ static void handle_callrail(struct rctx *x)
                              rq->body.len,
                              (const char *const *)ing_secrets.callrail,
                              ing_secrets.ncallrail);
-    if (rc) {
-        fail_sig(x->c, rc, "signature");
-        rctx_free(x);
-        return;
-    }
-    struct cs_err err = {0};
-    if (cs_norm_callrail(rq->body.data ? rq->body.data : "", rq->body.len,
-                         norm_opts(l), &x->ev, &err)) {
-        fail_norm(x->c, &err);
-        rctx_free(x);
-        return;
-    }
-    after_normalise(x, SK_CALLRAIL_COMPANY);
+    if (verify_and_normalise(x, rc, "signature", cs_norm_callrail))
+        after_normalise(x, SK_CALLRAIL_COMPANY);
 }
 
 static void handle_standard(struct rctx *x)
@@ -593,33 +598,22 @@ static void on_connection_agent(int rc, const struct ing_agent *a, void *arg)
         rctx_free(x);
         return;
     }
-    struct cs_err err = {0};
-    const char *body = rq->body.data ? rq->body.data : "";
-    if (x->route == R_CALCOM) {
-        rc = cs_sig_calcom(ing_header(rq, "x-cal-signature-256"), body,
-                           rq->body.len, conn->webhook_secret);
-        if (rc) {
-            fail_sig(x->c, rc, "x-cal-signature-256");
-            rctx_free(x);
-            return;
-        }
-        rc = cs_norm_calcom(body, rq->body.len, norm_opts(l), &x->ev, &err);
-    } else {
-        rc = cs_sig_stripe(ing_header(rq, "stripe-signature"), body,
-                           rq->body.len, conn->webhook_secret,
-                           cs_now_ms() / 1000, l->cfg->sig_tolerance_s);
-        if (rc) {
-            fail_sig(x->c, rc, "stripe-signature");
-            rctx_free(x);
-            return;
-        }
-        rc = cs_norm_stripe(body, rq->body.len, norm_opts(l), &x->ev, &err);
-    }
-    if (rc) {
-        fail_norm(x->c, &err);
-        rctx_free(x);
+    bool ok;
+    if (x->route == R_CALCOM)
+        ok = verify_and_normalise(
+            x,
+            cs_sig_calcom(ing_header(rq, "x-cal-signature-256"), rq->body.data,
+                          rq->body.len, conn->webhook_secret),
+            "x-cal-signature-256", cs_norm_calcom);
+    else
+        ok = verify_and_normalise(
+            x,
+            cs_sig_stripe(ing_header(rq, "stripe-signature"), rq->body.data,
+                          rq->body.len, conn->webhook_secret,
+                          cs_now_ms() / 1000, l->cfg->sig_tolerance_s),
+            "stripe-signature", cs_norm_stripe);
+    if (!ok)
         return;
-    }
     if (!x->ev.syncable) {
         answer_ignored(x->c, x->route, x->ev.ignore_reason, x->ev.event_type);
         rctx_free(x);
