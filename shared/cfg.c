@@ -91,6 +91,46 @@ static const struct cfg_row rows[] = {
     S("standard_secrets", "CALLSYNC_STANDARD_WEBHOOK_SECRETS", standard_secrets,
       "", true,
       "Standard Webhooks secrets per source: source=whsec_...[,source=...]"),
+    S("worker_consumer", "CALLSYNC_WORKER_CONSUMER", worker_consumer, "", false,
+      "consumer name in the streams' group; empty: <hostname>-<pid>"),
+    I("worker_inflight", "CALLSYNC_WORKER_INFLIGHT", worker_inflight, "512", 1,
+      100000, "jobs a worker runs at once"),
+    I("worker_batch", "CALLSYNC_WORKER_BATCH", worker_batch, "64", 1, 10000,
+      "jobs read from a stream per XREADGROUP"),
+    S("worker_providers", "CALLSYNC_WORKER_PROVIDERS", worker_providers, "",
+      false, "providers whose streams this worker consumes (comma-separated); "
+             "empty: all it implements"),
+    I("worker_visibility_ms", "CALLSYNC_WORKER_VISIBILITY_MS",
+      worker_visibility_ms, "60000", 1000, 86400000,
+      "a job read but not finished for this long is reclaimed by any worker"),
+    I("worker_max_deliveries", "CALLSYNC_WORKER_MAX_DELIVERIES",
+      worker_max_deliveries, "10", 2, 1000,
+      "a job delivered this many times without finishing is dead-lettered "
+      "as poison"),
+    I("worker_connect_timeout_ms", "CALLSYNC_WORKER_CONNECT_TIMEOUT_MS",
+      worker_connect_timeout_ms, "5000", 100, 120000,
+      "connect timeout of provider requests"),
+    I("worker_request_timeout_ms", "CALLSYNC_WORKER_REQUEST_TIMEOUT_MS",
+      worker_request_timeout_ms, "30000", 100, 600000,
+      "total timeout of a provider request"),
+    I("worker_host_conns", "CALLSYNC_WORKER_HOST_CONNS", worker_host_conns,
+      "64", 1, 10000, "open connections per provider host"),
+    I("worker_grace_ms", "CALLSYNC_WORKER_GRACE_MS", worker_grace_ms, "20000",
+      0, 600000, "on SIGTERM, time to finish jobs in flight before handing "
+                 "the rest back"),
+    I("worker_defer_max_ms", "CALLSYNC_WORKER_DEFER_MAX_MS",
+      worker_defer_max_ms, "5000", 0, 600000,
+      "a rate-limited job waits in memory up to this long, else in the "
+      "delayed set"),
+    S("retry_policy", "CALLSYNC_RETRY_POLICY", retry_policy,
+      "base=2s,cap=1h,attempts=15,max_age=48h", false,
+      "retry backoff (full jitter); per provider: "
+      "CALLSYNC_RETRY_POLICY_<PROVIDER>"),
+    S("provider_base_urls", "CALLSYNC_PROVIDER_BASE_URLS", provider_base_urls,
+      "", false, "API base URL overrides: provider=url[,provider=url] (the "
+                 "sandbox)"),
+    I("job_retention_s", "CALLSYNC_JOB_RETENTION_S", job_retention_s,
+      "604800", 60, 31536000, "how long a finished job's checkpoints stay"),
 };
 
 static char **str_at(struct cfg *c, const struct cfg_row *r)

@@ -40,6 +40,21 @@ struct cfg {
     char *retell_api_keys;       /* secret: comma-separated */
     char *callrail_secrets;      /* secret: comma-separated */
     char *standard_secrets;      /* secret: "source=whsec_..[,source=..]" */
+
+    char *worker_consumer;       /* "": <hostname>-<pid> */
+    int worker_inflight;
+    int worker_batch;
+    char *worker_providers;      /* "": every provider callsync implements */
+    int worker_visibility_ms;
+    int worker_max_deliveries;
+    int worker_connect_timeout_ms;
+    int worker_request_timeout_ms;
+    int worker_host_conns;
+    int worker_grace_ms;
+    int worker_defer_max_ms;
+    char *retry_policy;          /* "base=2s,cap=1h,attempts=15,max_age=48h" */
+    char *provider_base_urls;    /* "hubspot=http://..,retell=http://.." */
+    int job_retention_s;
 };
 
 /*

@@ -1,0 +1,125 @@
+/*
+ * worker.h - internals of callsync-worker: one libev loop doing all I/O
+ * (hiredis async, libcurl multi, libpq non-blocking) for up to
+ * CALLSYNC_WORKER_INFLIGHT jobs at once. See DESIGN.md, "A job's life".
+ */
+#ifndef CS_WORKER_H
+#define CS_WORKER_H
+
+#include "backoff.h"
+#include "cfg.h"
+#include "crypto.h"
+#include "httpc.h"
+#include "pga.h"
+#include "prov.h"
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <jansson.h>
+
+struct wrk;
+
+/* A stream this worker consumes: one provider in one shard. */
+struct wstream {
+    char *key;                 /* cs:{S}:q:<provider> */
+    unsigned shard;
+    const struct prov_ops *ops;
+};
+
+/* A connection as the worker needs it, cached from PostgreSQL. */
+struct wconn {
+    char *id;
+    char *type;
+    char *status;
+    bool active;
+    json_t *config;
+    struct prov_creds creds;   /* opened secrets */
+    char *owned[5];            /* the strings creds points into */
+    int64_t loaded_ms;
+    int refs;
+    bool stale;
+};
+
+typedef void wconn_cb(int rc, struct wconn *c, void *arg);
+
+/* Look a connection up (cached for a short time). The callback runs once:
+ * at once on a cache hit, else when PostgreSQL answers. rc CS_ENOENT: no
+ * such connection; CS_EIO: PostgreSQL unavailable. The callee gets a
+ * reference to give back with wconn_put. */
+void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg);
+void wconn_put(struct wrk *w, struct wconn *c);
+void wconn_invalidate_all(struct wrk *w);
+void wconn_free_all(struct wrk *w);
+
+struct wrk {
+    struct ev_loop *loop;
+    const struct cfg *cfg;
+    struct cs_keyring *kr;
+    char consumer[128];
+
+    redisAsyncContext *rc;     /* commands */
+    redisAsyncContext *rb;     /* blocking XREADGROUP */
+    redisAsyncContext *sub;    /* cache invalidation */
+    bool rc_ready, rb_ready;
+    char sha_finish[41], sha_retry[41], sha_dead[41], sha_park[41],
+        sha_promote[41], sha_rl[41], sha_rl_pause[41];
+    ev_timer reconnect;
+
+    struct pga *pg;
+    struct httpc *http;
+    struct bo_policy retry;
+
+    struct wstream *streams;
+    size_t nstreams;
+    unsigned *shards;          /* distinct shards of the streams */
+    size_t nshards;
+
+    bool reading;              /* an XREADGROUP is outstanding */
+    bool draining;
+    size_t inflight;           /* jobs running */
+    ev_timer tick;             /* promote, reclaim, flush */
+    ev_timer drain_timer;
+    ev_tstamp drain_started;
+    int64_t last_reclaim_ms;
+    ev_signal sigterm, sigint;
+
+    /* Connection cache. */
+    struct wconn_slot *conns;
+    struct wconn_wait *conn_waits;
+
+    /* Sync-log rows waiting to be written. */
+    json_t *log_rows;
+    json_t *synced_conns;      /* connection ids with a finished job */
+    bool log_flushing;
+
+    /* Counters for the log and tests. */
+    uint64_t n_done, n_retried, n_dead, n_parked, n_deferred, n_reclaimed;
+};
+
+/* engine.c */
+int wrk_start(struct wrk *w);
+void wrk_stop(struct wrk *w);
+/* Consumed streams have capacity: read more. */
+void wrk_read_more(struct wrk *w);
+/* A stream entry read or claimed: run its job. */
+void wrk_job_start(struct wrk *w, struct wstream *st, const char *msg_id,
+                   const char *job_id, const char *raw);
+
+/* Jobs still running; hand them back (reclaimable at once) on stop. */
+size_t wrk_running(void);
+void wrk_hand_back(struct wrk *w);
+void wrk_free_jobs(struct wrk *w);
+/* The API base URL override for a provider (sandbox), or NULL. */
+const char *wrk_base_url(const struct wrk *w, const char *provider);
+/* Pause a rate-limit key for everyone (a 429 or exhausted quota). */
+void rl_pause_async(struct wrk *w, const char *provider, const char *account,
+                    int64_t ms);
+/* Redis scripting with an EVAL fallback when the script cache is empty. */
+void wrk_eval(struct wrk *w, const char *lua, redisCallbackFn *cb, void *arg,
+              int nkeys, const char *const *kv, int nkv);
+
+/* scripts.c: Lua scripts of a job's end states. */
+extern const char wrk_finish_lua[], wrk_retry_lua[], wrk_dead_lua[],
+    wrk_park_lua[], wrk_promote_lua[];
+
+#endif
