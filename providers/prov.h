@@ -157,6 +157,12 @@ struct prov_ops {
     const char *rate_scope;
 };
 
+/* The providers implemented so far (registry.c lists them). */
+extern const struct prov_ops prov_hubspot;
+extern const struct prov_ops prov_zapier;
+extern const struct prov_ops prov_custom_rest;
+extern const struct prov_ops prov_retell;
+
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);
 

@@ -6,13 +6,16 @@
 #include <string.h>
 
 static const struct prov_ops *const providers[] = {
-    NULL,
+    &prov_hubspot,
+    &prov_zapier,
+    &prov_custom_rest,
+    &prov_retell,
 };
 
 const struct prov_ops *prov_find(const char *name)
 {
     for (size_t i = 0; i < CS_ARRAY_LEN(providers); i++)
-        if (providers[i] && strcmp(providers[i]->name, name) == 0)
+        if (strcmp(providers[i]->name, name) == 0)
             return providers[i];
     return NULL;
 }

@@ -19,7 +19,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-extern const struct prov_ops prov_hubspot;
 
 #define BASE "http://hs.test"
 #define JOB_ID "0123456789abcdef0123456789abcdef"

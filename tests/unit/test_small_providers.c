@@ -9,9 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const struct prov_ops prov_zapier;
-extern const struct prov_ops prov_custom_rest;
-extern const struct prov_ops prov_retell;
 
 #define JOB_ID "0123456789abcdef0123456789abcdef"
 /* 2026-02-15T14:35:01Z */
