@@ -100,9 +100,11 @@ static inline pid_t it_spawn(char *const argv[], char *const extra_env[],
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    if (log_path)
+    if (log_path) {
         posix_spawn_file_actions_addopen(&fa, 2, log_path,
                                          O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2(&fa, 2, 1);
+    }
     pid_t pid;
     int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
     posix_spawn_file_actions_destroy(&fa);

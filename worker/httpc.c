@@ -101,11 +101,13 @@ static void on_sock(EV_P_ ev_io *w, int revents)
 {
     CS_UNUSED(loop);
     struct sock *s = (struct sock *)w;
+    /* The action may free s (CURL_POLL_REMOVE): keep what we need. */
+    struct httpc *h = s->h;
     int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
                  (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     int running;
-    curl_multi_socket_action(s->h->multi, s->fd, action, &running);
-    check_done(s->h);
+    curl_multi_socket_action(h->multi, s->fd, action, &running);
+    check_done(h);
 }
 
 static void on_timer(EV_P_ ev_timer *w, int revents)

@@ -249,11 +249,14 @@ static void take_entries(struct wrk *w, struct wstream *st,
             char idle[24];
             snprintf(idle, sizeof(idle), "%d",
                      w->cfg->worker_visibility_ms + 1);
-            redisAsyncCommand(w->rc, NULL, NULL,
-                              "XCLAIM %s workers %s 0 %s IDLE %s JUSTID",
-                              st->key, w->consumer, id, idle);
+            if (w->rc)
+                redisAsyncCommand(w->rc, NULL, NULL,
+                                  "XCLAIM %s workers %s 0 %s IDLE %s JUSTID",
+                                  st->key, w->consumer, id, idle);
             continue;
         }
+        if (wrk_is_running(st, id))
+            continue; /* claimed back while still running here */
         wrk_job_start(w, st, id, job_id, raw);
     }
 }
@@ -435,9 +438,13 @@ static void on_tick(EV_P_ ev_timer *t, int revents)
     struct wrk *w = t->data;
     if (!w->rc_ready)
         return;
+    int64_t now = cs_mono_ms();
+    if (now - w->last_heartbeat_ms >= w->cfg->worker_visibility_ms / 3) {
+        w->last_heartbeat_ms = now;
+        wrk_heartbeat(w);
+    }
     if (!w->draining) {
         promote(w);
-        int64_t now = cs_mono_ms();
         if (now - w->last_reclaim_ms >= w->cfg->worker_visibility_ms / 4) {
             w->last_reclaim_ms = now;
             reclaim(w);

@@ -81,6 +81,7 @@ struct wrk {
     ev_timer drain_timer;
     ev_tstamp drain_started;
     int64_t last_reclaim_ms;
+    int64_t last_heartbeat_ms;
     ev_signal sigterm, sigint;
 
     /* Connection cache. */
@@ -105,6 +106,9 @@ void wrk_read_more(struct wrk *w);
 void wrk_job_start(struct wrk *w, struct wstream *st, const char *msg_id,
                    const char *job_id, const char *raw);
 
+/* Keep running jobs from being reclaimed (see engine.c). */
+void wrk_heartbeat(struct wrk *w);
+bool wrk_is_running(const struct wstream *st, const char *msg_id);
 /* Jobs still running; hand them back (reclaimable at once) on stop. */
 size_t wrk_running(void);
 void wrk_hand_back(struct wrk *w);

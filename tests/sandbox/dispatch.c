@@ -537,6 +537,37 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         control_error(out, 400, "unknown provider or type");
         return;
     }
+    /* ?count=1 answers {"count": n} instead of the records, and with
+     * &distinct=<property> also how many distinct values of
+     * records[].properties.<property> there are: tests count duplicates
+     * without fetching thousands of records. */
+    char *count = sb_query_param(rq->query, "count");
+    if (count && strcmp(count, "1") == 0) {
+        char *prop = sb_query_param(rq->query, "distinct");
+        json_t *o = json_pack("{s:I}", "count",
+                              (json_int_t)json_array_size(recs));
+        if (prop) {
+            json_t *seen = json_object();
+            size_t i;
+            json_t *r;
+            json_array_foreach(recs, i, r)
+            {
+                const char *v = json_string_value(json_object_get(
+                    json_object_get(r, "properties"), prop));
+                if (v)
+                    json_object_set_new(seen, v, json_true());
+            }
+            json_object_set_new(o, "distinct",
+                                json_integer((json_int_t)json_object_size(seen)));
+            json_decref(seen);
+            free(prop);
+        }
+        free(count);
+        json_decref(recs);
+        sb_resp_json(out, 200, o);
+        return;
+    }
+    free(count);
     sb_resp_json(out, 200, json_pack("{s:o}", "records", recs));
 }
 
