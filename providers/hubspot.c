@@ -1083,7 +1083,7 @@ static int meeting_times(const struct prov_ctx *ctx, int64_t *start,
 
 static json_t *meeting_create(const struct prov_ctx *ctx, struct cs_err *err)
 {
-    int64_t start, end;
+    int64_t start = 0, end = 0;
     if (meeting_times(ctx, &start, &end, err) < 0)
         return NULL;
     char s[32], e[32];

@@ -75,9 +75,10 @@ static inline int it_free_port(void)
 }
 
 /* Start argv[0] with extra "NAME=value" variables on top of environ.
- * stderr goes to log_path (appended) when given. */
-static inline pid_t it_spawn(char *const argv[], char *const extra_env[],
-                             const char *log_path)
+ * stderr goes to log_path (appended) when given, and stdout with it unless
+ * keep_stdout is set (for a caller that reads what the child prints). */
+static inline pid_t it_spawn_ex(char *const argv[], char *const extra_env[],
+                                const char *log_path, bool keep_stdout)
 {
     size_t n = 0, m = 0;
     while (environ[n])
@@ -103,7 +104,8 @@ static inline pid_t it_spawn(char *const argv[], char *const extra_env[],
     if (log_path) {
         posix_spawn_file_actions_addopen(&fa, 2, log_path,
                                          O_WRONLY | O_CREAT | O_APPEND, 0644);
-        posix_spawn_file_actions_adddup2(&fa, 2, 1);
+        if (!keep_stdout)
+            posix_spawn_file_actions_adddup2(&fa, 2, 1);
     }
     pid_t pid;
     int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, envp);
@@ -111,6 +113,12 @@ static inline pid_t it_spawn(char *const argv[], char *const extra_env[],
     free(envp);
     cr_assert(rc == 0, "cannot start %s: %d", argv[0], rc);
     return pid;
+}
+
+static inline pid_t it_spawn(char *const argv[], char *const extra_env[],
+                             const char *log_path)
+{
+    return it_spawn_ex(argv, extra_env, log_path, false);
 }
 
 /* SIGTERM, then wait up to timeout_ms; returns the exit status (or -1 if it

@@ -36,7 +36,7 @@ static void start(const char *const *extra)
     fflush(stdout);
     int saved = dup(1);
     cr_assert(dup2(p[1], 1) == 1);
-    sb_pid = it_spawn((char *const *)argv, NULL, sb_log);
+    sb_pid = it_spawn_ex((char *const *)argv, NULL, sb_log, true);
     dup2(saved, 1);
     close(saved);
     close(p[1]);
