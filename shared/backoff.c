@@ -39,7 +39,14 @@ static bool key_is(const char *k, size_t kl, const char *name)
 
 int bo_policy_parse(const char *s, struct bo_policy *out, struct cs_err *err)
 {
-    struct bo_policy p = bo_default_policy();
+    struct bo_policy dflt = bo_default_policy();
+    return bo_policy_parse_over(s, &dflt, out, err);
+}
+
+int bo_policy_parse_over(const char *s, const struct bo_policy *base,
+                         struct bo_policy *out, struct cs_err *err)
+{
+    struct bo_policy p = *base;
     unsigned seen = 0;
     if (!s || !*s)
         return cs_err_set(err, CS_EINVAL, "", "empty retry policy");

@@ -47,6 +47,15 @@ CS_MUST_CHECK int bo_policy_parse(const char *s, struct bo_policy *out,
                                   struct cs_err *err);
 
 /*
+ * The same on top of `base` instead of the default: a per-provider policy
+ * ("cap=30m") only changes what it names of the fleet-wide one.
+ */
+CS_MUST_CHECK int bo_policy_parse_over(const char *s,
+                                       const struct bo_policy *base,
+                                       struct bo_policy *out,
+                                       struct cs_err *err);
+
+/*
  * Full-jitter delay: uniform in [0, min(cap, base·2^attempt)] drawn from
  * `random` (any 64-bit value, e.g. from cs_random). attempt < 0 counts as 0;
  * large attempts saturate at the cap without overflow.

@@ -10,6 +10,7 @@
 #include "limiter.h"
 #include "log.h"
 
+#include <ctype.h>
 #include <hiredis/adapters/libev.h>
 #include <signal.h>
 #include <stdio.h>
@@ -525,6 +526,33 @@ static const char *const all_providers[] = {
     "sendgrid", "segment",
 };
 
+/* CALLSYNC_RETRY_POLICY_<PROVIDER> (upper case), on top of the fleet-wide
+ * policy: a provider that is down for hours more often than others can
+ * get a longer cap or more attempts without changing anyone else's. */
+static int provider_policy(const struct wrk *w, const char *provider,
+                           struct bo_policy *out)
+{
+    char name[64];
+    int n = snprintf(name, sizeof(name), "CALLSYNC_RETRY_POLICY_%s",
+                     provider);
+    if (n < 0 || (size_t)n >= sizeof(name))
+        return -1;
+    for (char *p = name; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        *out = w->retry;
+        return 0;
+    }
+    struct cs_err err = {0};
+    if (bo_policy_parse_over(v, &w->retry, out, &err)) {
+        fprintf(stderr, "callsync-worker: %s: %s\n", name, err.msg);
+        return -1;
+    }
+    log_info("retry_policy", LOG_S("provider", provider), LOG_S("policy", v));
+    return 0;
+}
+
 int wrk_start(struct wrk *w)
 {
     struct cs_err err = {0};
@@ -560,6 +588,8 @@ int wrk_start(struct wrk *w)
             st->key = xasprintf("cs:{%u}:q:%s", s, ops->name);
             st->shard = s;
             st->ops = ops;
+            if (provider_policy(w, ops->name, &st->retry) != 0)
+                return 2;
         }
     }
     w->log_rows = json_array();

@@ -24,6 +24,7 @@ struct wstream {
     char *key;                 /* cs:{S}:q:<provider> */
     unsigned shard;
     const struct prov_ops *ops;
+    struct bo_policy retry;    /* fleet-wide, or CALLSYNC_RETRY_POLICY_<P> */
 };
 
 /* A connection as the worker needs it, cached from PostgreSQL. */

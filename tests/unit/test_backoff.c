@@ -253,6 +253,27 @@ Test(backoff, parse_full_and_partial_policies)
     cr_expect_eq(p.cap_ms, 1 * S);
 }
 
+Test(backoff, per_provider_policy_changes_only_what_it_names)
+{
+    struct bo_policy fleet, p;
+    struct cs_err err;
+    cr_assert_eq(bo_policy_parse("base=1s,cap=10m,attempts=8,max_age=12h",
+                                 &fleet, &err), 0, "%s", err.msg);
+    cr_assert_eq(bo_policy_parse_over("cap=2h,attempts=30", &fleet, &p, &err),
+                 0, "%s", err.msg);
+    cr_expect_eq(p.base_ms, 1 * S);
+    cr_expect_eq(p.cap_ms, 2 * H);
+    cr_expect_eq(p.max_attempts, 30);
+    cr_expect_eq(p.max_age_ms, 12 * H);
+
+    /* A cap below the inherited base is refused, and out stays as it was. */
+    struct bo_policy q = {.base_ms = -7};
+    cr_expect_eq(bo_policy_parse_over("cap=500ms", &fleet, &q, &err),
+                 CS_EINVAL);
+    cr_expect_str_eq(err.field, "cap");
+    cr_expect_eq(q.base_ms, -7);
+}
+
 static void expect_parse_error(const char *s, const char *field)
 {
     struct bo_policy p = {.base_ms = -7};
