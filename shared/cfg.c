@@ -85,7 +85,8 @@ static const struct cfg_row rows[] = {
       default_country_code, "1", false,
       "country calling code for national phone numbers without one"),
     S("retell_api_keys", "CALLSYNC_RETELL_API_KEYS", retell_api_keys, "", true,
-      "Retell API keys that sign webhooks (comma-separated)"),
+      "Retell API keys that sign webhooks (comma-separated); the worker "
+      "places outbound calls with the first"),
     S("callrail_secrets", "CALLSYNC_CALLRAIL_SECRETS", callrail_secrets, "",
       true, "CallRail webhook signing tokens (comma-separated)"),
     S("standard_secrets", "CALLSYNC_STANDARD_WEBHOOK_SECRETS", standard_secrets,

@@ -189,8 +189,41 @@ void wconn_invalidate_all(struct wrk *w)
             s->loaded_ms = 0;
 }
 
+/* Retell places outbound calls with the fleet's Retell API key (the same
+ * key Retell signs its webhooks with): the first of CALLSYNC_RETELL_API_KEYS.
+ * The connection is built once and held by the worker. */
+struct wconn *wconn_fleet(struct wrk *w, const char *provider)
+{
+    if (strcmp(provider, "retell") != 0)
+        return NULL;
+    if (!w->fleet_retell) {
+        const char *keys = w->cfg->retell_api_keys;
+        size_t n = keys ? strcspn(keys, ",") : 0;
+        while (n > 0 && keys[n - 1] == ' ')
+            n--;
+        if (n == 0)
+            return NULL;
+        struct wconn *c = xcalloc(1, sizeof(*c));
+        c->id = xstrdup("retell");
+        c->type = xstrdup("retell");
+        c->status = xstrdup("connected");
+        c->active = true;
+        c->config = json_object();
+        c->owned[0] = xstrndup(keys, n);
+        c->creds.api_key = c->owned[0];
+        c->refs = 1;
+        w->fleet_retell = c;
+    }
+    w->fleet_retell->refs++;
+    return w->fleet_retell;
+}
+
 void wconn_free_all(struct wrk *w)
 {
+    if (w->fleet_retell) {
+        wconn_put(w, w->fleet_retell);
+        w->fleet_retell = NULL;
+    }
     struct wconn_slot *s = w->conns, *next;
     for (; s; s = next) {
         next = s->next;

@@ -49,6 +49,10 @@ typedef void wconn_cb(int rc, struct wconn *c, void *arg);
  * reference to give back with wconn_put. */
 void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg);
 void wconn_put(struct wrk *w, struct wconn *c);
+/* The fleet-wide credentials of a provider whose jobs belong to no
+ * connection (Retell outbound calls), with a reference; NULL if none is
+ * configured. */
+struct wconn *wconn_fleet(struct wrk *w, const char *provider);
 void wconn_invalidate_all(struct wrk *w);
 void wconn_free_all(struct wrk *w);
 
@@ -88,6 +92,7 @@ struct wrk {
     /* Connection cache. */
     struct wconn_slot *conns;
     struct wconn_wait *conn_waits;
+    struct wconn *fleet_retell;
 
     /* Sync-log rows waiting to be written. */
     json_t *log_rows;

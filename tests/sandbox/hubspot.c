@@ -62,6 +62,7 @@ enum { T_CONTACTS, T_NOTES, T_MEETINGS, T_CALLS, T_DEALS, T_COUNT };
 
 struct hs_type {
     const char *name;
+    const char *type_id;  /* HubSpot's object type id, accepted in paths */
     const char *const *props;
     bool contact_like;  /* createdate/lastmodifieddate, not hs_ prefixed */
     bool needs_timestamp;
@@ -84,19 +85,20 @@ struct sb_hubspot {
 struct sb_hubspot *hs_new(void)
 {
     static const struct {
-        const char *name;
+        const char *name, *type_id;
         const char *const *props;
         bool contact_like, needs_ts;
     } defs[T_COUNT] = {
-        {"contacts", contact_props, true, false},
-        {"notes", note_props, false, true},
-        {"meetings", meeting_props, false, true},
-        {"calls", call_props, false, true},
-        {"deals", deal_props, true, false},
+        {"contacts", "0-1", contact_props, true, false},
+        {"notes", "0-46", note_props, false, true},
+        {"meetings", "0-47", meeting_props, false, true},
+        {"calls", "0-48", call_props, false, true},
+        {"deals", "0-3", deal_props, true, false},
     };
     struct sb_hubspot *h = xcalloc(1, sizeof(*h));
     for (int i = 0; i < T_COUNT; i++) {
         h->types[i].name = defs[i].name;
+        h->types[i].type_id = defs[i].type_id;
         h->types[i].props = defs[i].props;
         h->types[i].contact_like = defs[i].contact_like;
         h->types[i].needs_timestamp = defs[i].needs_ts;
@@ -1061,10 +1063,14 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
         size_t nlen = strcspn(name, "/");
         const char *rest = name + nlen;
         struct hs_type *t = NULL;
-        for (int i = 0; i < T_COUNT; i++)
-            if (strlen(s->hs->types[i].name) == nlen &&
-                strncmp(name, s->hs->types[i].name, nlen) == 0)
+        for (int i = 0; i < T_COUNT; i++) {
+            const struct hs_type *ti = &s->hs->types[i];
+            if ((strlen(ti->name) == nlen &&
+                 strncmp(name, ti->name, nlen) == 0) ||
+                (strlen(ti->type_id) == nlen &&
+                 strncmp(name, ti->type_id, nlen) == 0))
                 t = &s->hs->types[i];
+        }
         if (!t) {
             char *n = xstrndup(name, nlen);
             char *msg = xasprintf("Unable to infer object type from: %s", n);
