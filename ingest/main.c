@@ -185,7 +185,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(argv[i], "--config-reference") == 0) {
-            cfg_print_reference();
+            cfg_print_reference(stdout);
             return 0;
         }
         fprintf(stderr, "callsync-ingest: unknown argument '%s'\n", argv[i]);

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <jansson.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,11 +318,24 @@ void cfg_log(const struct cfg *c)
     json_decref(o);
 }
 
-void cfg_print_reference(void)
+void cfg_print_reference(FILE *out)
 {
-    printf("| variable | file key | default | meaning |\n|---|---|---|---|\n");
+    fprintf(out, "| variable | file key | default | meaning |\n"
+                 "|---|---|---|---|\n");
     for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
-        printf("| `%s`%s | `%s` | `%s` | %s |\n", rows[i].env,
-               rows[i].secret ? " (also `_FILE`)" : "", rows[i].key,
-               rows[i].def, rows[i].doc);
+        fprintf(out, "| `%s`%s | `%s` | `%s` | %s |\n", rows[i].env,
+                rows[i].secret ? " (also `_FILE`)" : "", rows[i].key,
+                rows[i].def, rows[i].doc);
+}
+
+const char *cfg_per_provider(const char *env, const char *provider)
+{
+    char name[96];
+    int n = snprintf(name, sizeof(name), "%s_%s", env, provider);
+    if (n < 0 || (size_t)n >= sizeof(name))
+        return NULL;
+    for (char *p = name + strlen(env); *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
 }

@@ -13,6 +13,8 @@
 
 #include "cs.h"
 
+#include <stdio.h>
+
 struct cfg {
     char *log_level;
     char *redis_url;
@@ -67,6 +69,12 @@ void cfg_release(struct cfg *c);
 /* Log the effective configuration once, secrets redacted. */
 void cfg_log(const struct cfg *c);
 /* Print every setting (env var, default, meaning) as a Markdown table. */
-void cfg_print_reference(void);
+void cfg_print_reference(FILE *out);
+/*
+ * A per-provider override of a setting, from the environment only:
+ * cfg_per_provider("CALLSYNC_RETRY_POLICY", "hubspot") reads
+ * CALLSYNC_RETRY_POLICY_HUBSPOT. NULL when unset or empty.
+ */
+const char *cfg_per_provider(const char *env, const char *provider);
 
 #endif

@@ -10,7 +10,6 @@
 #include "limiter.h"
 #include "log.h"
 
-#include <ctype.h>
 #include <hiredis/adapters/libev.h>
 #include <signal.h>
 #include <stdio.h>
@@ -532,21 +531,15 @@ static const char *const all_providers[] = {
 static int provider_policy(const struct wrk *w, const char *provider,
                            struct bo_policy *out)
 {
-    char name[64];
-    int n = snprintf(name, sizeof(name), "CALLSYNC_RETRY_POLICY_%s",
-                     provider);
-    if (n < 0 || (size_t)n >= sizeof(name))
-        return -1;
-    for (char *p = name; *p; p++)
-        *p = (char)toupper((unsigned char)*p);
-    const char *v = getenv(name);
-    if (!v || !*v) {
+    const char *v = cfg_per_provider("CALLSYNC_RETRY_POLICY", provider);
+    if (!v) {
         *out = w->retry;
         return 0;
     }
     struct cs_err err = {0};
     if (bo_policy_parse_over(v, &w->retry, out, &err)) {
-        fprintf(stderr, "callsync-worker: %s: %s\n", name, err.msg);
+        fprintf(stderr, "callsync-worker: CALLSYNC_RETRY_POLICY_%s: %s\n",
+                provider, err.msg);
         return -1;
     }
     log_info("retry_policy", LOG_S("provider", provider), LOG_S("policy", v));
@@ -655,7 +648,7 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config-reference") == 0) {
-            cfg_print_reference();
+            cfg_print_reference(stdout);
             return 0;
         }
         printf("usage: callsync-worker [--config-reference]\n\n"
