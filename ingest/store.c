@@ -9,14 +9,15 @@
  * if any, is dropped (a retried webhook then meets the de-dup key and gets
  * the original job ids, so a late success is never doubled).
  *
- * PostgreSQL (libpq non-blocking): one connection per loop, one query at a
- * time, look-ups queued behind it. Results are cached per key for
+ * PostgreSQL (shared/pga.h, libpq non-blocking): one connection per loop,
+ * one query at a time, look-ups queued behind it. Results are cached per key for
  * CALLSYNC_INGEST_CACHE_TTL_MS; concurrent misses for one key share one
  * query; "not found" is cached too. callsyncctl publishes on
  * cs:cache:connections after every change, which empties the cache.
  */
 #include "ingest.h"
 #include "log.h"
+#include "pga.h"
 
 #include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
@@ -80,10 +81,8 @@ struct centry {
     bool busy;                 /* its waiters are being called */
     struct waiter *waiters;
     struct centry *next;       /* hash chain */
-    struct centry *qnext;      /* query queue */
+    struct store *owner;
 };
-
-enum pg_state { PG_DOWN, PG_CONNECTING, PG_READY };
 
 struct store {
     struct ing_loop *l;
@@ -104,12 +103,8 @@ struct store {
     int r_pending;
     bool closing;
 
-    /* PostgreSQL */
-    PGconn *pg;
-    enum pg_state pg_state;
-    ev_io pg_io;
-    ev_timer pg_timer;         /* connect/query deadline, or retry wait */
-    struct centry *q_head, *q_tail, *q_cur;
+    /* PostgreSQL: look-ups queue behind each other on one connection. */
+    struct pga *pg;
 
     /* Cache */
     struct centry **buckets;
@@ -119,8 +114,8 @@ struct store {
 };
 
 static void redis_connect(struct store *s);
-static void pg_connect(struct store *s);
-static void pg_next(struct store *s);
+static void on_lookup(int rc, const PGresult *res, void *arg);
+static const char *const lookup_sql[];
 
 /* ---- Redis URL --------------------------------------------------------- */
 
@@ -301,19 +296,11 @@ void store_lookup(struct store *s, enum store_key k, const char *value,
     e->waiters = w;
     if (e->state == CE_LOADING && w->next)
         return; /* a query for this key is already queued */
-    if (s->pg_state == PG_DOWN) {
-        finish_entry(s, e, CS_EIO);
-        return;
-    }
     e->state = CE_LOADING;
     e->generation = s->generation;
-    e->qnext = NULL;
-    if (s->q_tail)
-        s->q_tail->qnext = e;
-    else
-        s->q_head = e;
-    s->q_tail = e;
-    pg_next(s);
+    e->owner = s;
+    const char *params[1] = {e->value};
+    pga_query(s->pg, lookup_sql[e->kind], 1, params, on_lookup, e);
 }
 
 /* ---- PostgreSQL -------------------------------------------------------- */
@@ -396,193 +383,24 @@ static struct ing_agent *agent_from_result(struct store *s, const PGresult *r)
     return a;
 }
 
-static void pg_fail_all(struct store *s, int rc)
+static void on_lookup(int rc, const PGresult *res, void *arg)
 {
-    struct centry *e = s->q_cur;
-    s->q_cur = NULL;
-    if (e)
+    struct centry *e = arg;
+    struct store *s = e->owner;
+    if (rc == CS_EIO && res)
+        log_error("lookup_failed", LOG_S("err", PQresultErrorMessage(res)));
+    if (rc) {
         finish_entry(s, e, rc);
-    while ((e = s->q_head)) {
-        s->q_head = e->qnext;
-        if (!s->q_head)
-            s->q_tail = NULL;
-        finish_entry(s, e, rc);
-    }
-}
-
-static void pg_on_retry(EV_P_ ev_timer *w, int revents);
-
-static void pg_down(struct store *s, const char *why)
-{
-    if (s->pg_state != PG_DOWN)
-        log_warn("postgres_down", LOG_S("err", why));
-    ev_io_stop(s->loop, &s->pg_io);
-    ev_timer_stop(s->loop, &s->pg_timer);
-    if (s->pg)
-        PQfinish(s->pg);
-    s->pg = NULL;
-    s->pg_state = PG_DOWN;
-    pg_fail_all(s, CS_EIO);
-    if (!s->closing) {
-        ev_timer_init(&s->pg_timer, pg_on_retry, 1.0, 0.0);
-        ev_timer_start(s->loop, &s->pg_timer);
-    }
-}
-
-static void pg_on_retry(EV_P_ ev_timer *w, int revents)
-{
-    CS_UNUSED(loop);
-    CS_UNUSED(revents);
-    pg_connect(w->data);
-}
-
-static void pg_on_deadline(EV_P_ ev_timer *w, int revents)
-{
-    CS_UNUSED(loop);
-    CS_UNUSED(revents);
-    struct store *s = w->data;
-    struct centry *e = s->q_cur;
-    s->q_cur = NULL;
-    if (e)
-        finish_entry(s, e, CS_ETIMEDOUT);
-    /* The connection's state is unknown now: start over. */
-    pg_down(s, s->pg_state == PG_CONNECTING ? "connect timed out"
-                                            : "query timed out");
-}
-
-static void pg_arm(struct store *s, int events)
-{
-    ev_io_stop(s->loop, &s->pg_io);
-    ev_io_set(&s->pg_io, PQsocket(s->pg), events);
-    ev_io_start(s->loop, &s->pg_io);
-}
-
-static void pg_deadline(struct store *s)
-{
-    ev_timer_stop(s->loop, &s->pg_timer);
-    ev_timer_init(&s->pg_timer, pg_on_deadline,
-                  s->cfg->ingest_pg_timeout_ms / 1000.0, 0.0);
-    ev_timer_start(s->loop, &s->pg_timer);
-}
-
-static void pg_poll_connect(struct store *s)
-{
-    switch (PQconnectPoll(s->pg)) {
-    case PGRES_POLLING_READING:
-        pg_arm(s, EV_READ);
-        return;
-    case PGRES_POLLING_WRITING:
-        pg_arm(s, EV_WRITE);
-        return;
-    case PGRES_POLLING_OK:
-        ev_timer_stop(s->loop, &s->pg_timer);
-        if (PQsetnonblocking(s->pg, 1) != 0) {
-            pg_down(s, "cannot set non-blocking");
-            return;
-        }
-        s->pg_state = PG_READY;
-        pg_arm(s, EV_READ);
-        log_info("postgres_connected");
-        pg_next(s);
-        return;
-    default:
-        pg_down(s, PQerrorMessage(s->pg));
         return;
     }
-}
-
-static void pg_read_results(struct store *s)
-{
-    if (!PQconsumeInput(s->pg)) {
-        pg_down(s, PQerrorMessage(s->pg));
-        return;
-    }
-    while (!PQisBusy(s->pg)) {
-        PGresult *r = PQgetResult(s->pg);
-        if (!r) {
-            /* Query finished. */
-            struct centry *e = s->q_cur;
-            s->q_cur = NULL;
-            ev_timer_stop(s->loop, &s->pg_timer);
-            if (e)
-                finish_entry(s, e, e->agent ? 0 : CS_ENOENT);
-            pg_next(s);
-            return;
-        }
-        struct centry *e = s->q_cur;
-        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-            if (e && PQntuples(r) > 0 && !e->agent)
-                e->agent = agent_from_result(s, r);
-        } else if (e) {
-            log_error("lookup_failed", LOG_S("err", PQresultErrorMessage(r)));
-            s->q_cur = NULL;
-            finish_entry(s, e, CS_EIO);
-        }
-        PQclear(r);
-    }
-}
-
-static void pg_on_io(EV_P_ ev_io *w, int revents)
-{
-    CS_UNUSED(loop);
-    struct store *s = w->data;
-    if (s->pg_state == PG_CONNECTING) {
-        pg_poll_connect(s);
-        return;
-    }
-    if (revents & EV_WRITE) {
-        int f = PQflush(s->pg);
-        if (f < 0) {
-            pg_down(s, PQerrorMessage(s->pg));
-            return;
-        }
-        if (f == 0)
-            pg_arm(s, EV_READ);
-    }
-    if (revents & EV_READ)
-        pg_read_results(s);
-}
-
-static void pg_next(struct store *s)
-{
-    if (s->pg_state != PG_READY || s->q_cur || !s->q_head)
-        return;
-    struct centry *e = s->q_head;
-    s->q_head = e->qnext;
-    if (!s->q_head)
-        s->q_tail = NULL;
-    s->q_cur = e;
-    const char *params[1] = {e->value};
-    if (!PQsendQueryParams(s->pg, lookup_sql[e->kind], 1, NULL, params, NULL,
-                           NULL, 0)) {
-        pg_down(s, PQerrorMessage(s->pg));
-        return;
-    }
-    pg_deadline(s);
-    int f = PQflush(s->pg);
-    if (f < 0) {
-        pg_down(s, PQerrorMessage(s->pg));
-        return;
-    }
-    pg_arm(s, f ? EV_READ | EV_WRITE : EV_READ);
-}
-
-static void pg_connect(struct store *s)
-{
-    ev_timer_stop(s->loop, &s->pg_timer);
-    s->pg = PQconnectStart(s->cfg->database_url);
-    if (!s->pg || PQstatus(s->pg) == CONNECTION_BAD) {
-        pg_down(s, s->pg ? PQerrorMessage(s->pg) : "out of memory");
-        return;
-    }
-    s->pg_state = PG_CONNECTING;
-    pg_deadline(s);
-    pg_arm(s, EV_WRITE);
+    if (PQntuples(res) > 0)
+        e->agent = agent_from_result(s, res);
+    finish_entry(s, e, e->agent ? 0 : CS_ENOENT);
 }
 
 bool store_pg_ready(const struct store *s)
 {
-    return s->pg_state == PG_READY && PQstatus(s->pg) == CONNECTION_OK;
+    return pga_ready(s->pg);
 }
 
 /* ---- Redis ------------------------------------------------------------- */
@@ -859,18 +677,14 @@ struct store *store_new(struct ing_loop *l, struct ev_loop *loop,
     cs_hex_encode(sha, sizeof(sha), s->script_sha);
     ev_init(&s->r_retry, r_on_retry);
     s->r_retry.data = s;
-    ev_init(&s->pg_io, pg_on_io);
-    s->pg_io.data = s;
-    ev_init(&s->pg_timer, pg_on_retry);
-    s->pg_timer.data = s;
+    s->pg = pga_new(loop, cfg->database_url, cfg->ingest_pg_timeout_ms);
     redis_connect(s);
-    pg_connect(s);
     return s;
 }
 
 bool store_idle(const struct store *s)
 {
-    return s->r_pending == 0 && !s->q_cur && !s->q_head;
+    return s->r_pending == 0 && pga_idle(s->pg);
 }
 
 void store_free(struct store *s)
@@ -884,11 +698,8 @@ void store_free(struct store *s)
     if (s->sub)
         redisAsyncFree(s->sub);
     s->rc = s->sub = NULL;
-    ev_io_stop(s->loop, &s->pg_io);
-    ev_timer_stop(s->loop, &s->pg_timer);
-    pg_fail_all(s, CS_ECANCELED);
-    if (s->pg)
-        PQfinish(s->pg);
+    /* Cancelled look-ups answer their waiters and free their entries. */
+    pga_free(s->pg);
     for (size_t i = 0; i < s->nbuckets; i++) {
         struct centry *e = s->buckets[i], *next;
         for (; e; e = next) {
