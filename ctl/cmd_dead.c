@@ -429,10 +429,11 @@ int ctl_dead_list(struct ctl *ctl, int argc, char **argv)
 {
     static const char usage[] =
         "usage: callsyncctl dead list [filters] [--limit N] [--json]\n\n"
-        "List dead letters, oldest first, one line each: id, shard, time,\n"
-        "provider, connection, job, reason, HTTP status, message (cut to\n"
-        "80 characters; `dead show ID` prints everything). --json prints a\n"
-        "JSON array of objects. --limit N stops after N (default: all).\n\n"
+        "List dead letters (shard by shard, oldest first), one line each:\n"
+        "id, shard, time, provider, connection, job, reason, HTTP status,\n"
+        "message (cut to 80 characters; `dead show ID` prints everything).\n"
+        "--json prints a JSON array of objects (also agent_id, call_id and\n"
+        "the number of attempts). --limit N stops after N (default: all).\n\n"
         FILTER_HELP
         "\nexit codes: 0 ok (also when nothing matched), 1 Redis failed,\n"
         "2 usage\n";
@@ -557,7 +558,7 @@ static void print_show(json_t *out)
         {"job", "job_id"},          {"provider", "provider"},
         {"connection", "connection_id"}, {"agent", "agent_id"},
         {"call", "call_id"},        {"dead at", "dead_at"},
-        {"reason", "reason"},       {"message", "message"},
+        {"reason", "code"},         {"message", "message"},
     };
     for (size_t i = 0; i < CS_ARRAY_LEN(keys); i++) {
         print_kv(keys[i][0],
@@ -734,10 +735,10 @@ int ctl_dead_show(struct ctl *ctl, int argc, char **argv)
 struct snap_item {
     unsigned shard;
     char id[48];
-    char job_id[136];
-    char provider[72];
+    char job_id[72];
+    char provider[48];
     char connection[40];
-    char code[56];
+    char code[48];
     bool replayable;           /* has a job document to run */
     json_t *older;             /* older letters of the same job: [id] */
 };
@@ -759,8 +760,8 @@ static bool snap_one(struct dl *d, void *arg)
                                       : nz(json_string_value(json_object_get(
                                             job, "provider")));
     bool ok = json_is_object(job) && json_object_get(job, "job_id") &&
-              json_object_get(job, "connection_id") && is_token(prov, 64) &&
-              is_token(d->job_id, 128) && strlen(d->id) < 48;
+              json_object_get(job, "connection_id") && is_token(prov, 47) &&
+              is_token(d->job_id, 64) && strlen(d->id) < 48;
     char key[160];
     snprintf(key, sizeof(key), "%u/%s", d->shard, d->job_id);
     if (s->group && ok) {
@@ -1027,12 +1028,12 @@ static void progress(const struct replay_stats *st, size_t total,
     double left = rate > 0 ? (double)(total - st->done) / rate : 0;
     bool tty = isatty(STDERR_FILENO);
     fprintf(stderr,
-            "%sreplay: %zu/%zu done (%zu replayed, %zu skipped), %.0f/s, "
-            "%.1f s elapsed",
+            "%sreplay: %zu/%zu done (%zu replayed, %zu skipped), %.1f s "
+            "elapsed",
             tty ? "\r" : "", st->done, total, st->replayed,
-            st->gone + st->state + st->invalid, rate, secs);
+            st->gone + st->state + st->invalid, secs);
     if (!final && rate > 0)
-        fprintf(stderr, ", about %.0f s left", left);
+        fprintf(stderr, ", %.0f/s, about %.0f s left", rate, left);
     fputs(tty && !final ? "   " : "\n", stderr);
     fflush(stderr);
 }

@@ -189,8 +189,10 @@ static json_t *tjob_json(struct ctl *ctl, const struct tjob *j)
                  j->conn);
     else if (strcmp(st, "dead") == 0)
         snprintf(where, sizeof(where), "cs:{%u}:dead", j->shard);
+    else if (strcmp(st, "done") == 0)
+        snprintf(where, sizeof(where), "finished: nothing left to run");
     else
-        snprintf(where, sizeof(where), "nowhere (%s)", st);
+        snprintf(where, sizeof(where), "nothing queued (%s)", st);
     json_object_set_new(o, "where", json_string(where));
     json_object_set_new(o, "dead_letters",
                         j->dead_ids ? json_incref(j->dead_ids)
@@ -554,9 +556,10 @@ int ctl_connections_show(struct ctl *ctl, int argc, char **argv)
     json_t *rows = ctl_result_json(r);
     json_t *o = json_incref(json_array_get(rows, 0));
     json_decref(rows);
+    /* No secret column is selected; the last error is free text. */
     char **secrets = ctl_conn_secrets(ctl, pos[0]);
     struct redact_ctx rx = {(const char *const *)secrets};
-    redact_json(&rx, o);
+    redact_json(&rx, json_object_get(o, "last_error"));
     ctl_secrets_free(secrets);
     unsigned shard = cs_shard_of(jstr(o, "agent_id", ""),
                                  (unsigned)ctl->cfg.shards);
