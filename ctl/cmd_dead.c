@@ -1167,7 +1167,7 @@ int ctl_dead_replay(struct ctl *ctl, int argc, char **argv)
             json_array_append_new(st.skipped, k);
         }
         uint64_t now = cs_mono_ns();
-        if (now - last_progress >= 1000000000u) {
+        if (now - last_progress >= 1000000000u && st.done < s.n) {
             progress(&st, s.n, started, false);
             last_progress = now;
         }
