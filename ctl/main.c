@@ -1,7 +1,8 @@
 /*
  * main.c - callsyncctl, the operators' command line: finds the command
  * named by the first one or two arguments and runs it. Exit codes: 0 ok,
- * 1 the operation failed, 2 usage or configuration error, 3 not found.
+ * 1 the operation failed, 2 usage or configuration error, 3 not found or
+ * nothing matched, 130 interrupted (dead replay).
  */
 #include "ctl.h"
 #include "log.h"
@@ -22,6 +23,18 @@ static const struct ctl_cmd cmds[] = {
      "list connections (never their secrets)"},
     {"connections", "remove", ctl_connections_remove,
      "disconnect a connection, or delete it with --hard"},
+    {"connections", "show", ctl_connections_show,
+     "status, token expiry, last error, sync stats"},
+    {NULL, "queues", ctl_queues,
+     "jobs waiting, in flight, delayed, parked, dead"},
+    {"dead", "list", ctl_dead_list, "list dead letters (with filters)"},
+    {"dead", "show", ctl_dead_show,
+     "one dead letter in full, secrets redacted"},
+    {"dead", "replay", ctl_dead_replay,
+     "re-enqueue dead jobs, paced, each once"},
+    {"dead", "purge", ctl_dead_purge, "delete dead letters for good"},
+    {NULL, "trace", ctl_trace,
+     "every job and step attempt of one call"},
 };
 
 static void print_usage(FILE *f, const char *group)
@@ -39,9 +52,11 @@ static void print_usage(FILE *f, const char *group)
         fprintf(f, "  %-26s %s\n", name, c->summary);
     }
     fputs("\nconfiguration: CALLSYNC_DATABASE_URL, CALLSYNC_REDIS_URL, "
-          "CALLSYNC_ENCRYPTION_KEYS,\nCALLSYNC_MIGRATIONS_DIR (or "
-          "CALLSYNC_CONFIG_FILE)\n"
-          "exit codes: 0 ok, 1 failed, 2 usage, 3 not found\n",
+          "CALLSYNC_SHARDS,\nCALLSYNC_ENCRYPTION_KEYS, CALLSYNC_MIGRATIONS_DIR, "
+          "CALLSYNC_JOB_RETENTION_S\n(or CALLSYNC_CONFIG_FILE)\n"
+          "exit codes: 0 ok, 1 failed, 2 usage, 3 not found or nothing "
+          "matched,\n130 interrupted (each command's --help tells which "
+          "it uses)\n",
           f);
 }
 
@@ -113,6 +128,8 @@ int main(int argc, char **argv)
     int rc = cmd->run(&ctl, argc - 1 - used, argv + 1 + used);
     if (ctl.pg)
         PQfinish(ctl.pg);
+    if (ctl.redis)
+        redisFree(ctl.redis);
     cfg_release(&ctl.cfg);
     return rc;
 }

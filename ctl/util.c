@@ -2,16 +2,15 @@
  * util.c - option parsing, output, database and Redis access, secrets and
  * validation shared by the commands of callsyncctl; see ctl.h.
  */
+#include "crypto.h"
 #include "ctl.h"
 
-#include <hiredis.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SECRET_MAX (64 * 1024)
-#define CACHE_CHANNEL "cs:cache:connections"
 
 /* PostgreSQL type oids that the JSON output maps to JSON types. */
 #define OID_BOOL 16
@@ -135,92 +134,6 @@ PGresult *ctl_query(struct ctl *ctl, const char *what, const char *sql,
     if (!r)
         ctl_fail(CTL_FAIL, "cannot %s: %s", what, err.msg);
     return r;
-}
-
-/* redis://[[user]:password@]host[:port][/db] into its parts. */
-struct redis_addr {
-    char host[256];
-    int port;
-    char user[128];
-    char pass[256];
-};
-
-static bool parse_redis_url(const char *url, struct redis_addr *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->port = 6379;
-    if (strncmp(url, "redis://", 8) != 0)
-        return false;
-    const char *p = url + 8;
-    const char *end = p + strcspn(p, "/?");
-    const char *at = memchr(p, '@', (size_t)(end - p));
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            snprintf(a->user, sizeof(a->user), "%.*s", (int)(colon - p), p);
-            snprintf(a->pass, sizeof(a->pass), "%.*s",
-                     (int)(at - colon - 1), colon + 1);
-        } else {
-            snprintf(a->pass, sizeof(a->pass), "%.*s", (int)(at - p), p);
-        }
-        p = at + 1;
-    }
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *hend = colon ? colon : end;
-    if (hend == p || (size_t)(hend - p) >= sizeof(a->host))
-        return false;
-    snprintf(a->host, sizeof(a->host), "%.*s", (int)(hend - p), p);
-    if (colon) {
-        char *e;
-        long port = strtol(colon + 1, &e, 10);
-        if (e != end || port < 1 || port > 65535)
-            return false;
-        a->port = (int)port;
-    }
-    return true;
-}
-
-void ctl_publish_change(struct ctl *ctl, const char *agent_id)
-{
-    struct redis_addr a;
-    if (!parse_redis_url(ctl->cfg.redis_url, &a)) {
-        ctl_warn("cannot tell ingest that agent '%s' changed: "
-                 "CALLSYNC_REDIS_URL is not a redis:// URL", agent_id);
-        return;
-    }
-    struct timeval tv = {1, 0};
-    redisContext *rc = redisConnectWithTimeout(a.host, a.port, tv);
-    redisReply *reply = NULL;
-    if (!rc || rc->err)
-        goto out_warn;
-    if (redisSetTimeout(rc, tv) != REDIS_OK)
-        goto out_warn;
-    if (a.pass[0]) {
-        if (a.user[0])
-            reply = redisCommand(rc, "AUTH %s %s", a.user, a.pass);
-        else
-            reply = redisCommand(rc, "AUTH %s", a.pass);
-        if (!reply || reply->type == REDIS_REPLY_ERROR)
-            goto out_warn;
-        freeReplyObject(reply);
-    }
-    reply = redisCommand(rc, "PUBLISH %s %s", CACHE_CHANNEL, agent_id);
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        goto out_warn;
-    freeReplyObject(reply);
-    redisFree(rc);
-    return;
-out_warn:
-    ctl_warn("cannot tell ingest that agent '%s' changed: %s; caches "
-             "expire on their own",
-             agent_id,
-             reply && reply->type == REDIS_REPLY_ERROR ? reply->str
-             : rc && rc->err                           ? rc->errstr
-                                                       : "Redis unreachable");
-    if (reply)
-        freeReplyObject(reply);
-    if (rc)
-        redisFree(rc);
 }
 
 static char *read_stream(FILE *f, const char *what, const char *name)
@@ -362,7 +275,7 @@ static json_t *cell_json(const PGresult *r, int row, int col)
     }
 }
 
-static void print_json(const PGresult *r)
+json_t *ctl_result_json(const PGresult *r)
 {
     json_t *arr = json_array();
     for (int i = 0; i < PQntuples(r); i++) {
@@ -371,9 +284,21 @@ static void print_json(const PGresult *r)
             json_object_set_new(o, PQfname(r, j), cell_json(r, i, j));
         json_array_append_new(arr, o);
     }
-    char *s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    return arr;
+}
+
+void ctl_print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                JSON_ENCODE_ANY);
     puts(s);
     free(s);
+}
+
+static void print_json(const PGresult *r)
+{
+    json_t *arr = ctl_result_json(r);
+    ctl_print_json(arr);
     json_decref(arr);
 }
 
@@ -412,4 +337,52 @@ void ctl_print_result(const struct ctl *ctl, const PGresult *r)
         }
     }
     free(w);
+}
+
+char **ctl_conn_secrets(struct ctl *ctl, const char *conn_id)
+{
+    if (!conn_id || !ctl_is_uuid(conn_id) || !ctl->cfg.encryption_keys[0])
+        return NULL;
+    if (!ctl->pg) {
+        struct cs_err err;
+        ctl->pg = pgc_connect(ctl->cfg.database_url, &err);
+        if (!ctl->pg)
+            return NULL;
+    }
+    struct cs_err err = {0};
+    struct cs_keyring *kr = cs_keyring_new(ctl->cfg.encryption_keys, &err);
+    if (!kr)
+        return NULL;
+    const char *params[] = {conn_id};
+    PGresult *r = pgc_query(ctl->pg,
+                            "SELECT access_token, refresh_token, api_key, "
+                            " api_secret, webhook_secret "
+                            "FROM integration_connections WHERE id = $1",
+                            1, params, &err);
+    char **out = NULL;
+    if (r && PQntuples(r) == 1) {
+        out = xcalloc((size_t)PQnfields(r) + 1, sizeof(char *));
+        size_t n = 0;
+        for (int j = 0; j < PQnfields(r); j++) {
+            if (PQgetisnull(r, 0, j))
+                continue;
+            size_t len;
+            char *plain = cs_open(kr, PQgetvalue(r, 0, j), &len, &err);
+            if (plain)
+                out[n++] = plain;
+        }
+    }
+    if (r)
+        PQclear(r);
+    cs_keyring_free(kr);
+    return out;
+}
+
+void ctl_secrets_free(char **s)
+{
+    if (!s)
+        return;
+    for (char **p = s; *p; p++)
+        ctl_secret_free(*p);
+    free(s);
 }
