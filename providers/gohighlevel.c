@@ -532,6 +532,59 @@ static int custom_value(const char *id, const json_t *v, json_t *list,
     return 0;
 }
 
+/* Whether target (dotted) names a field of table or a custom field. */
+static int check_target(const char *target, const char *what,
+                        const struct field *table, struct cs_err *err)
+{
+    if (!target || !*target)
+        return 0; /* map_apply names what is missing */
+    size_t n = strcspn(target, ".");
+    if ((n == 12 && strncmp(target, "customFields", 12) == 0) ||
+        (n == 11 && strncmp(target, "customField", 11) == 0)) {
+        const char *id = target + n;
+        if (*id != '.' || !id[1] || strchr(id + 1, '.'))
+            return cs_err_set(err, CS_EINVAL, "customFields",
+                              "mapping_error: target '%.40s' needs one field "
+                              "id: %.*s.<id>", target, (int)n, target);
+        return 0;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "%.*s", (int)(n < 63 ? n : 63), target);
+    if (target[n] || !field_find(table, name))
+        return cs_err_set(err, CS_EINVAL, name,
+                          "mapping_error: '%.40s' is not a GoHighLevel %s "
+                          "field (use customFields.<id> for a custom one)",
+                          target, what);
+    return 0;
+}
+
+/* Check every target of the mappings (list or object form, mapping.h)
+ * before any is applied, so a bad one fails even when its source is
+ * missing from this call. */
+static int check_targets(const json_t *maps, const char *what,
+                         const struct field *table, struct cs_err *err)
+{
+    size_t i;
+    const json_t *m;
+    if (json_is_array(maps)) {
+        json_array_foreach(maps, i, m) {
+            const char *t = json_string_value(json_object_get(m, "target"));
+            if (!t)
+                t = json_string_value(json_object_get(m, "name"));
+            if (check_target(t, what, table, err) < 0)
+                return CS_EINVAL;
+        }
+    } else if (json_is_object(maps)) {
+        const char *k;
+        json_object_foreach((json_t *)maps, k, m) {
+            const char *t = json_is_string(m) ? json_string_value(m) : k;
+            if (check_target(t, what, table, err) < 0)
+                return CS_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /*
  * Apply the mappings at config[key] over prov_data_root into *out: an
  * object of checked fields of table, plus "customFields" as the list
@@ -548,6 +601,8 @@ static int apply_mappings(const struct prov_ctx *ctx, const char *key,
         *out = json_object();
         return 0;
     }
+    if (check_targets(maps, what, table, err) < 0)
+        return CS_EINVAL;
     json_t *root = prov_data_root(ctx);
     json_t *raw = json_object();
     int rc = map_apply(maps, root, raw, err);
