@@ -13,7 +13,9 @@
  *   probability p  next PRNG draw < p
  *   count N        it has fired fewer than N times
  * The first rule that fires decides: its latency is added to the global
- * one; then a hang (no answer, close after hang_ms), or an injected status
+ * one; then a hang (no answer, close after hang_ms; with "process" the
+ * request is handled first, so its write happens and only the answer is
+ * lost), or an injected status
  * (its body, or the provider's own error shape, plus Retry-After), or, with
  * neither, the normal answer after the latency.
  */
@@ -354,6 +356,14 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         }
         r->hang = json_is_true(x);
     }
+    x = json_object_get(o, "process");
+    if (x) {
+        if (!json_is_boolean(x) || !r->hang) {
+            snprintf(err, el, "'process' must be a boolean, with 'hang'");
+            return false;
+        }
+        r->process = json_is_true(x);
+    }
     x = json_object_get(o, "body");
     if (x)
         r->body = json_incref(x);
@@ -411,7 +421,7 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
         out->delay_ms += r->latency_ms;
         if (r->hang) {
             out->hang_ms = r->hang_ms > 0 ? r->hang_ms : 1;
-            return true;
+            return !r->process;
         }
         if (!r->status)
             return false;
@@ -454,6 +464,8 @@ static json_t *rule_json(const struct sb_rule *r)
         json_object_set(o, "body", r->body);
     if (r->hang) {
         json_object_set_new(o, "hang", json_true());
+        if (r->process)
+            json_object_set_new(o, "process", json_true());
         json_object_set_new(o, "hang_ms", json_integer(r->hang_ms));
     }
     if (r->count >= 0)

@@ -82,6 +82,8 @@ struct sb_rule {
     int retry_after_s;   /* -1: no Retry-After */
     json_t *body;        /* NULL: the provider's own error shape */
     bool hang;
+    bool process;        /* with hang: handle the request, then withhold
+                            the answer (a write whose outcome is unknown) */
     int hang_ms;
     long long count;     /* -1: unlimited */
     long long every;     /* 0: every match */
