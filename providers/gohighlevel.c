@@ -752,31 +752,31 @@ static bool custom_same(const json_t *have, const json_t *entry)
 }
 
 /*
- * What to PUT on a contact found as `have` (NULL: we know nothing of it):
- * the call's identity fields only where the contact has none (a person
- * may have corrected them), every mapped field that differs, custom
- * fields that differ, and mapped tags merged into the contact's (a PUT
- * replaces all tags).
+ * What to PUT on a contact found as `have`: the call's identity fields
+ * only where the contact has none (a person may have corrected them),
+ * every mapped field that differs, custom fields that differ, and mapped
+ * tags merged into the contact's (a PUT replaces all tags). companyName
+ * and gender are not in UpdateContactDto: they are set on create only.
  */
 static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
                            const json_t *have)
 {
     json_t *patch = json_object();
-    if (have) {
-        json_t *mine = call_fields(ctx);
-        const char *k;
-        json_t *v;
-        json_object_foreach(mine, k, v) {
-            const char *cur = json_string_value(json_object_get(have, k));
-            if (!cur || !*cur)
-                json_object_set(patch, k, v);
-        }
-        json_decref(mine);
+    json_t *mine = call_fields(ctx);
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(mine, mk, mv) {
+        const char *cur = json_string_value(json_object_get(have, mk));
+        if (!cur || !*cur)
+            json_object_set(patch, mk, mv);
     }
+    json_decref(mine);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)mapped, k, v) {
         const json_t *cur = json_object_get(have, k);
+        if (strcmp(k, "companyName") == 0 || strcmp(k, "gender") == 0)
+            continue;
         if (strcmp(k, "customFields") == 0) {
             json_t *todo = json_array();
             size_t i;
@@ -800,7 +800,7 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
                 if (!seen)
                     json_array_append(tags, t);
             }
-            if (json_array_size(tags) > before || !have)
+            if (json_array_size(tags) > before)
                 json_object_set_new(patch, k, tags);
             else
                 json_decref(tags);
@@ -832,14 +832,18 @@ static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
     if (phase_is(ctx, "create")) {
         rc = begin(ctx, rq, "POST", "/contacts/", GHL_VERSION, err);
         body = create_body(ctx, mapped, loc);
-    } else if (phase_is(ctx, "update")) {
+    } else if (phase_is(ctx, "update") || phase_is(ctx, "fetch")) {
         const char *id = json_string_value(
             json_object_get(ctx->scratch, "contact_id"));
         CS_ASSERT(id != NULL);
         char *path = path_with("/contacts/", id, NULL, NULL);
-        rc = begin(ctx, rq, "PUT", path, GHL_VERSION, err);
+        if (phase_is(ctx, "fetch")) {
+            rc = begin(ctx, rq, "GET", path, GHL_VERSION, err);
+        } else {
+            rc = begin(ctx, rq, "PUT", path, GHL_VERSION, err);
+            body = json_incref(json_object_get(ctx->scratch, "patch"));
+        }
         free(path);
-        body = json_incref(json_object_get(ctx->scratch, "patch"));
     } else {
         set_phase(ctx, "search");
         struct buf q;
@@ -860,7 +864,7 @@ static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
     return rc;
 }
 
-/* Found (id, and its fields when known): update what differs, or done. */
+/* Found (id and its fields): update what differs, or done. */
 static void contact_found(struct prov_ctx *ctx, const char *id,
                           const json_t *have, struct prov_result *res)
 {
@@ -928,11 +932,19 @@ static void contact_parse(struct prov_ctx *ctx,
         else
             bad_body(rsp, res);
     } else if (phase_is(ctx, "create") && rsp->status == 400 &&
-               duplicate_of(b)) {
+               duplicate_of(b) && first_time(ctx, "duplicate")) {
         /* Created meanwhile, or matched on a field the search did not
-         * weigh: HighLevel names it. We do not know its fields, so only
-         * the mappings are written. */
-        contact_found(ctx, duplicate_of(b), NULL, res);
+         * weigh: HighLevel names it. Read it, then update it like a
+         * contact the search found. */
+        json_object_set_new(ctx->scratch, "contact_id",
+                            json_string(duplicate_of(b)));
+        next_phase(ctx, res, "fetch");
+    } else if (phase_is(ctx, "fetch") && rsp->status == 200) {
+        const json_t *c = json_object_get(b, "contact");
+        if (id_in(c, NULL))
+            contact_found(ctx, id_in(c, NULL), c, res);
+        else
+            bad_body(rsp, res);
     } else if (phase_is(ctx, "update") && is_2xx(rsp->status)) {
         const char *id = id_in(b, "contact");
         set_done(res, "contact_id",
@@ -1421,6 +1433,13 @@ static int opportunity_build(struct prov_ctx *ctx, struct prov_request *rq,
     return rc;
 }
 
+/* 400 "Can not create duplicate opportunity for the contact." */
+static bool says_duplicate(const json_t *b)
+{
+    const char *m = json_string_value(json_object_get(b, "message"));
+    return m && strcasestr(m, "duplicate opportunity") != NULL;
+}
+
 static void opportunity_parse(struct prov_ctx *ctx,
                               const struct prov_response *rsp,
                               struct prov_result *res)
@@ -1457,11 +1476,7 @@ static void opportunity_parse(struct prov_ctx *ctx,
         else
             bad_body(rsp, res);
     } else if (phase_is(ctx, "create") && rsp->status == 400 &&
-               strcasestr(json_string_value(json_object_get(b, "message"))
-                              ? json_string_value(json_object_get(b, "message"))
-                              : "",
-                          "duplicate") &&
-               first_time(ctx, "raced")) {
+               says_duplicate(b) && first_time(ctx, "raced")) {
         /* Created meanwhile by another job of this contact: find it. */
         next_phase(ctx, res, "search");
     } else {
