@@ -181,10 +181,13 @@ int when_appointment(const json_t *call, const json_t *config,
     const json_t *dm =
         json_object_get(json_object_get(call, "appointment"), "duration_min");
     int64_t mins = 60;
+    long text_mins = json_is_string(dm)
+                         ? strtol(json_string_value(dm), NULL, 10)
+                         : 0;
     if (json_is_integer(dm) && json_integer_value(dm) > 0)
         mins = json_integer_value(dm);
-    else if (json_is_string(dm) && atoi(json_string_value(dm)) > 0)
-        mins = atoi(json_string_value(dm));
+    else if (text_mins > 0)
+        mins = text_mins;
     out->end_ms = out->start_ms + mins * 60000;
     return 0;
 }

@@ -842,7 +842,8 @@ static void events_list(struct sb *s, const struct sb_req *rq,
         json_array_foreach(s->ghl->list[T_APPTS], i, a) {
             int64_t st = json_integer_value(json_object_get(a, "start_ms"));
             if (strcmp(jstr(a, "locationId"), loc) != 0 || st < from ||
-                st > to || (cal && *cal && strcmp(jstr(a, "calendarId"), cal)) ||
+                st > to ||
+                (cal && *cal && strcmp(jstr(a, "calendarId"), cal)) ||
                 (user && *user &&
                  (!jstr(a, "assignedUserId") ||
                   strcmp(jstr(a, "assignedUserId"), user))))

@@ -988,7 +988,8 @@ Test(ghl, note_transcript_excerpt_is_cut_on_a_character)
     /* 2999 ASCII bytes then a 3-byte character across the cap. */
     char *t = malloc(5000);
     memset(t, 'a', 2999);
-    strcpy(t + 2999, "\xe2\x82\xac and more text");
+    static const char tail[] = "\xe2\x82\xac and more text";
+    memcpy(t + 2999, tail, sizeof(tail));
     json_object_set_new(call, "transcript", json_string(t));
     free(t);
     fx_init(&f, call, NULL);
