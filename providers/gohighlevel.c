@@ -306,6 +306,26 @@ static void ghl_fail(const struct prov_ctx *ctx,
     }
 }
 
+/*
+ * An answer that went through but spent the budget: X-RateLimit-Daily-
+ * Remaining 0 pauses until midnight UTC, X-RateLimit-Remaining 0 for one
+ * X-RateLimit-Interval-Milliseconds (10 s without it), so the next request
+ * waits instead of drawing a 429.
+ */
+static void note_budget(const struct prov_ctx *ctx,
+                        const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    if (!is_2xx(rsp->status))
+        return;
+    if (header_int(rsp, "x-ratelimit-daily-remaining") == 0) {
+        res->pause_ms = until_midnight_utc(ctx->now_ms);
+    } else if (header_int(rsp, "x-ratelimit-remaining") == 0) {
+        long long iv = header_int(rsp, "x-ratelimit-interval-milliseconds");
+        res->pause_ms = iv > 0 ? iv : 10000;
+    }
+}
+
 /* The id member of obj, or of obj[wrap] when wrap is set. */
 static const char *id_in(const json_t *b, const char *wrap)
 {
@@ -916,6 +936,7 @@ static void contact_parse(struct prov_ctx *ctx,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
+    note_budget(ctx, rsp, res);
     json_t *b = is_2xx(rsp->status) || rsp->status == 400 ? body_json(rsp)
                                                           : NULL;
     if (phase_is(ctx, "search") && rsp->status == 200) {
@@ -1113,6 +1134,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
+    note_budget(ctx, rsp, res);
     if (!is_2xx(rsp->status)) {
         ghl_fail(ctx, rsp, res);
         return;
@@ -1280,6 +1302,7 @@ static void appointment_parse(struct prov_ctx *ctx,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
+    note_budget(ctx, rsp, res);
     if (!is_2xx(rsp->status)) {
         ghl_fail(ctx, rsp, res);
         return;
@@ -1446,6 +1469,7 @@ static void opportunity_parse(struct prov_ctx *ctx,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
+    note_budget(ctx, rsp, res);
     json_t *b = is_2xx(rsp->status) || rsp->status == 400 ? body_json(rsp)
                                                           : NULL;
     char pipeline[128];
@@ -1522,6 +1546,7 @@ static void workflow_parse(struct prov_ctx *ctx,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
+    note_budget(ctx, rsp, res);
     if (!is_2xx(rsp->status)) {
         ghl_fail(ctx, rsp, res);
         return;

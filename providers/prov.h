@@ -87,6 +87,9 @@ struct prov_result {
     json_t *value;             /* DONE: the step's checkpoint (owned) */
     int64_t retry_after_ms;    /* RETRY/RATE_LIMITED: the provider's hint,
                                   -1 if it gave none */
+    int64_t pause_ms;          /* DONE/NEXT/SKIP: > 0 when the answer says
+                                  the budget is spent (a remaining-count
+                                  header at 0): pause the key this long */
     int http_status;
     char code[48];             /* stable error code, e.g. "VALIDATION_ERROR" */
     char message[256];         /* what went wrong, no secrets */

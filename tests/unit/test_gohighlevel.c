@@ -1450,3 +1450,30 @@ Test(ghl, spec_error_examples_classify)
     prov_result_release(&res);
     fx_release(&f);
 }
+
+Test(ghl, spent_budget_on_success_pauses_the_key)
+{
+    struct fx f;
+    fx_init(&f, base_call(), NULL);
+    fx_contact_done(&f);
+    struct prov_result res;
+    answer(&f, "workflow", 200, "{\"succeded\":true}", &res,
+           "x-ratelimit-remaining", "7", "x-ratelimit-daily-remaining",
+           "1000", NULL);
+    cr_expect_eq(res.outcome, PROV_DONE);
+    cr_expect_eq(res.pause_ms, 0);
+    prov_result_release(&res);
+    answer(&f, "workflow", 200, "{\"succeded\":true}", &res,
+           "x-ratelimit-remaining", "0", "x-ratelimit-interval-milliseconds",
+           "8000", NULL);
+    cr_expect_eq(res.outcome, PROV_DONE);
+    cr_expect_eq(res.pause_ms, 8000);
+    prov_result_release(&res);
+    answer(&f, "note", 201, "{\"note\":{\"id\":\"n1\"}}", &res,
+           "x-ratelimit-remaining", "40", "x-ratelimit-daily-remaining", "0",
+           NULL);
+    cr_expect_eq(res.outcome, PROV_DONE);
+    cr_expect_eq(res.pause_ms, 86400000LL - NOW_MS % 86400000LL);
+    prov_result_release(&res);
+    fx_release(&f);
+}
