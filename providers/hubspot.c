@@ -13,15 +13,14 @@
  */
 #include "prov.h"
 #include "buf.h"
+#include "when.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #define HS_BASE_URL "https://api.hubapi.com"
 #define HS_DEALS_PATH "/crm/v3/objects/0-3" /* the spec's name for deals */
@@ -956,128 +955,19 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 
 /* ---- meeting ---- */
 
-/*
- * The C library converts local time to UTC only through the TZ
- * environment variable, which is process-wide. The conversion swaps TZ
- * under this mutex and restores it before unlocking, so concurrent
- * callers of this function are safe. Other threads that read local time
- * meanwhile could see the swapped zone; callsync's workers are
- * single-threaded (one event loop per process), and nothing else in them
- * uses local time.
- */
-static pthread_mutex_t tz_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* An IANA name that exists in the system's zoneinfo. */
-static bool tz_name_ok(const char *tz)
-{
-    if (!tz || !*tz || strlen(tz) > 64 || tz[0] == '/' || strstr(tz, ".."))
-        return false;
-    for (const char *p = tz; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-              (*p >= '0' && *p <= '9') || *p == '/' || *p == '_' ||
-              *p == '-' || *p == '+'))
-            return false;
-    char path[128];
-    snprintf(path, sizeof(path), "/usr/share/zoneinfo/%s", tz);
-    return access(path, R_OK) == 0;
-}
-
-/*
- * Local wall-clock time in the IANA zone tz to ms since the epoch. A time
- * in a DST gap is moved forward by the gap (mktime's normalisation); an
- * ambiguous one takes the first occurrence's offset as the C library
- * chooses. Returns false for an unknown zone.
- */
-static bool local_to_utc_ms(const char *tz, int y, int mo, int d, int h,
-                            int mi, int64_t *out)
-{
-    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "Etc/UTC") == 0) {
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                        .tm_hour = h, .tm_min = mi};
-        *out = (int64_t)timegm(&tm) * 1000;
-        return true;
-    }
-    if (!tz_name_ok(tz))
-        return false;
-    pthread_mutex_lock(&tz_lock);
-    const char *old = getenv("TZ");
-    char *saved = old ? xstrdup(old) : NULL;
-    setenv("TZ", tz, 1);
-    tzset();
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_isdst = -1};
-    time_t t = mktime(&tm);
-    if (saved)
-        setenv("TZ", saved, 1);
-    else
-        unsetenv("TZ");
-    tzset();
-    pthread_mutex_unlock(&tz_lock);
-    free(saved);
-    if (t == (time_t)-1)
-        return false;
-    *out = (int64_t)t * 1000;
-    return true;
-}
-
-static bool two_digits(const char *s, int *v)
-{
-    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-        return false;
-    *v = (s[0] - '0') * 10 + (s[1] - '0');
-    return true;
-}
-
-/* "YYYY-MM-DD" and "HH:MM" (optionally ":SS", ignored). */
-static bool parse_date_time(const char *date, const char *time_s, int *y,
-                            int *mo, int *d, int *h, int *mi)
-{
-    int c1, c2;
-    if (strlen(date) != 10 || date[4] != '-' || date[7] != '-' ||
-        !two_digits(date, &c1) || !two_digits(date + 2, &c2) ||
-        !two_digits(date + 5, mo) || !two_digits(date + 8, d))
-        return false;
-    *y = c1 * 100 + c2;
-    size_t tl = strlen(time_s);
-    if ((tl != 5 && tl != 8) || time_s[2] != ':' ||
-        !two_digits(time_s, h) || !two_digits(time_s + 3, mi))
-        return false;
-    return *mo >= 1 && *mo <= 12 && *d >= 1 && *d <= 31 && *h <= 23 &&
-           *mi <= 59;
-}
-
 static bool meeting_applies(const struct prov_ctx *ctx)
 {
-    return str_at(ctx->call, "appointment.date") &&
-           str_at(ctx->call, "appointment.time");
+    return when_has_appointment(ctx->call);
 }
 
 static int meeting_times(const struct prov_ctx *ctx, int64_t *start,
                          int64_t *end, struct cs_err *err)
 {
-    const char *date = str_at(ctx->call, "appointment.date");
-    const char *tm = str_at(ctx->call, "appointment.time");
-    int y, mo, d, h, mi;
-    if (!date || !tm || !parse_date_time(date, tm, &y, &mo, &d, &h, &mi))
-        return cs_err_set(err, CS_EINVAL, "call.appointment",
-                          "mapping_error: appointment date '%s' and time "
-                          "'%s' must be YYYY-MM-DD and HH:MM",
-                          date ? date : "", tm ? tm : "");
-    const char *tz = str_at(ctx->call, "appointment.timezone");
-    if (!tz)
-        tz = str_at(ctx->config, "timezone");
-    if (!tz)
-        tz = "UTC";
-    if (!local_to_utc_ms(tz, y, mo, d, h, mi, start))
-        return cs_err_set(err, CS_EINVAL, "call.appointment.timezone",
-                          "mapping_error: unknown time zone '%s'", tz);
-    const json_t *dm = at_path(ctx->call, "appointment.duration_min");
-    int64_t mins = 60;
-    if (json_is_integer(dm) && json_integer_value(dm) > 0)
-        mins = json_integer_value(dm);
-    else if (json_is_string(dm) && atoi(json_string_value(dm)) > 0)
-        mins = atoi(json_string_value(dm));
-    *end = *start + mins * 60000;
+    struct when_appt a;
+    if (when_appointment(ctx->call, ctx->config, &a, err) < 0)
+        return CS_EINVAL;
+    *start = a.start_ms;
+    *end = a.end_ms;
     return 0;
 }
 
@@ -1250,28 +1140,6 @@ static bool workflow_applies(const struct prov_ctx *ctx)
            str_at(ctx->call, "customer.email");
 }
 
-/* Percent-encode everything but RFC 3986 unreserved characters. */
-static char *url_escape(const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
-    char *out = xmalloc(n * 3 + 1);
-    char *o = out;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
-            *p == '_' || *p == '~') {
-            *o++ = (char)*p;
-        } else {
-            *o++ = '%';
-            *o++ = hex[*p >> 4];
-            *o++ = hex[*p & 15];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 static int workflow_build(struct prov_ctx *ctx, struct prov_request *rq,
                           struct cs_err *err)
 {
@@ -1280,8 +1148,8 @@ static int workflow_build(struct prov_ctx *ctx, struct prov_request *rq,
     if (!config_id(ctx->config, "workflow_id", id, sizeof(id)) || !email)
         return cs_err_set(err, CS_EINVAL, "config.workflow_id",
                           "config_error: workflow_id or email missing");
-    char *eid = url_escape(id);
-    char *eemail = url_escape(email);
+    char *eid = prov_url_escape(id);
+    char *eemail = prov_url_escape(email);
     char *path = xasprintf("/automation/v2/workflows/%s/enrollments/"
                            "contacts/%s", eid, eemail);
     int rc = begin(ctx, rq, "POST", path, err);

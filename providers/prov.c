@@ -105,6 +105,106 @@ void prov_job_marker(const json_t *job, char out[48])
     snprintf(out, 48, "callsync:%.32s", id ? id : "unknown");
 }
 
+char *prov_url_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(s);
+    char *out = xmalloc(n * 3 + 1);
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+            (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+            *p == '_' || *p == '~') {
+            *o++ = (char)*p;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static void set_copy(json_t *o, const char *key, const json_t *v)
+{
+    if (v && !json_is_null(v))
+        json_object_set_new(o, key, json_deep_copy(v));
+}
+
+json_t *prov_data_root(const struct prov_ctx *ctx)
+{
+    const json_t *call = ctx->call;
+    const json_t *cust = json_object_get(call, "customer");
+    json_t *r = json_object();
+    json_object_set_new(r, "call", call ? json_deep_copy(call)
+                                        : json_object());
+    json_t *job = json_object();
+    set_copy(job, "job_id", json_object_get(ctx->job, "job_id"));
+    set_copy(job, "agent_id", json_object_get(ctx->job, "agent_id"));
+    set_copy(job, "org_id", json_object_get(ctx->job, "org_id"));
+    json_object_set_new(r, "job", job);
+    json_object_set_new(r, "steps", ctx->done ? json_deep_copy(ctx->done)
+                                              : json_object());
+
+    const char *name = jstr(cust, "name");
+    const char *first = jstr(cust, "first_name");
+    const char *last = jstr(cust, "last_name");
+    if (name)
+        json_object_set_new(r, "customer_name", json_string(name));
+    if (first) {
+        json_object_set_new(r, "customer_name_first", json_string(first));
+    } else if (name) {
+        size_t n = strcspn(name, " ");
+        json_object_set_new(r, "customer_name_first",
+                            json_stringn(name, n));
+    }
+    if (last) {
+        json_object_set_new(r, "customer_name_last", json_string(last));
+    } else if (name && strchr(name, ' ')) {
+        const char *rest = strchr(name, ' ');
+        while (*rest == ' ')
+            rest++;
+        if (*rest)
+            json_object_set_new(r, "customer_name_last", json_string(rest));
+    }
+    static const struct {
+        const char *alias, *key;
+    } cust_keys[] = {
+        {"customer_phone", "phone"},     {"customer_email", "email"},
+        {"customer_address", "address"}, {"customer_city", "city"},
+        {"customer_state", "state"},
+    };
+    for (size_t i = 0; i < CS_ARRAY_LEN(cust_keys); i++)
+        set_copy(r, cust_keys[i].alias,
+                 json_object_get(cust, cust_keys[i].key));
+    static const struct {
+        const char *alias, *key;
+    } call_keys[] = {
+        {"recording_url", "recording_url"},
+        {"transcription", "transcript"},
+        {"ai_analysis", "analysis"},
+        {"source", "source"},
+        {"call_id", "call_id"},
+        {"call_outcome", "outcome"},
+        {"call_summary", "summary"},
+        {"call_sentiment", "sentiment"},
+        {"duration_seconds", "duration_s"},
+        {"started_at", "started_at"},
+        {"ended_at", "ended_at"},
+        {"appointment", "appointment"},
+    };
+    for (size_t i = 0; i < CS_ARRAY_LEN(call_keys); i++)
+        set_copy(r, call_keys[i].alias,
+                 json_object_get(call, call_keys[i].key));
+    return r;
+}
+
 void prov_result_release(struct prov_result *res)
 {
     json_decref(res->value);

@@ -87,6 +87,9 @@ struct prov_result {
     json_t *value;             /* DONE: the step's checkpoint (owned) */
     int64_t retry_after_ms;    /* RETRY/RATE_LIMITED: the provider's hint,
                                   -1 if it gave none */
+    int64_t pause_ms;          /* DONE/NEXT/SKIP: > 0 when the answer says
+                                  the budget is spent (a remaining-count
+                                  header at 0): pause the key this long */
     int http_status;
     char code[48];             /* stable error code, e.g. "VALIDATION_ERROR" */
     char message[256];         /* what went wrong, no secrets */
@@ -162,6 +165,7 @@ extern const struct prov_ops prov_hubspot;
 extern const struct prov_ops prov_zapier;
 extern const struct prov_ops prov_custom_rest;
 extern const struct prov_ops prov_retell;
+extern const struct prov_ops prov_gohighlevel;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);
@@ -180,5 +184,21 @@ void prov_classify(const struct prov_response *rsp, struct prov_result *res);
 void prov_job_marker(const json_t *job, char out[48]);
 
 void prov_result_release(struct prov_result *res);
+
+/* Percent-encode everything but RFC 3986 unreserved characters, for a
+ * path segment or a query value (xmalloc'd). */
+char *prov_url_escape(const char *s);
+
+/*
+ * The document templates and field mappings read (mapping.h), a new
+ * object: {"call": the call, "job": {job_id, agent_id, org_id}, "steps":
+ * the checkpoints so far} plus seed 003's flat names: customer_name,
+ * customer_name_first, customer_name_last, customer_phone,
+ * customer_email, customer_address, customer_city, customer_state,
+ * recording_url, transcription, ai_analysis, source, call_id,
+ * call_outcome, call_summary, call_sentiment, duration_seconds,
+ * started_at, ended_at, appointment.
+ */
+json_t *prov_data_root(const struct prov_ctx *ctx);
 
 #endif

@@ -10,6 +10,7 @@ static const struct prov_ops *const providers[] = {
     &prov_zapier,
     &prov_custom_rest,
     &prov_retell,
+    &prov_gohighlevel,
 };
 
 const struct prov_ops *prov_find(const char *name)

@@ -13,7 +13,9 @@
  *   probability p  next PRNG draw < p
  *   count N        it has fired fewer than N times
  * The first rule that fires decides: its latency is added to the global
- * one; then a hang (no answer, close after hang_ms), or an injected status
+ * one; then a hang (no answer, close after hang_ms; with "process" the
+ * request is handled first, so its write happens and only the answer is
+ * lost), or an injected status
  * (its body, or the provider's own error shape, plus Retry-After), or, with
  * neither, the normal answer after the latency.
  */
@@ -29,10 +31,12 @@
 #include <strings.h>
 
 static const char *const provider_names[SB_P_COUNT] = {
-    "hubspot", "zapier", "retell", "custom", "other", "sandbox"};
+    "hubspot", "zapier", "retell", "custom", "gohighlevel", "other",
+    "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
-                                              "/retell", "/custom"};
+                                              "/retell", "/custom",
+                                              "/gohighlevel"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -217,6 +221,8 @@ void sb_reset(struct sb *s)
     memset(s->stats, 0, sizeof(s->stats));
     hs_free(s->hs);
     s->hs = hs_new();
+    ghl_free(s->ghl);
+    s->ghl = ghl_new();
     json_array_clear(s->zapier_hooks);
     json_array_clear(s->retell_calls);
     json_array_clear(s->custom);
@@ -230,6 +236,7 @@ void sb_free(struct sb *s)
     free_rules(s);
     clear_ring(s);
     hs_free(s->hs);
+    ghl_free(s->ghl);
     json_decref(s->zapier_hooks);
     json_decref(s->retell_calls);
     json_decref(s->custom);
@@ -291,7 +298,7 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom or *");
+                              "custom, gohighlevel or *");
             return false;
         }
     }
@@ -349,6 +356,14 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         }
         r->hang = json_is_true(x);
     }
+    x = json_object_get(o, "process");
+    if (x) {
+        if (!json_is_boolean(x) || !r->hang) {
+            snprintf(err, el, "'process' must be a boolean, with 'hang'");
+            return false;
+        }
+        r->process = json_is_true(x);
+    }
     x = json_object_get(o, "body");
     if (x)
         r->body = json_incref(x);
@@ -390,6 +405,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_HUBSPOT: return hs_error_body(status);
     case SB_P_ZAPIER: return zap_error_body(status);
     case SB_P_RETELL: return retell_error_body(status);
+    case SB_P_GHL: return ghl_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -405,7 +421,7 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
         out->delay_ms += r->latency_ms;
         if (r->hang) {
             out->hang_ms = r->hang_ms > 0 ? r->hang_ms : 1;
-            return true;
+            return !r->process;
         }
         if (!r->status)
             return false;
@@ -416,6 +432,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
             sb_resp_header(out, "Retry-After: %d", r->retry_after_s);
         if (rq->provider == SB_P_HUBSPOT)
             hs_rate_headers(s, out);
+        if (rq->provider == SB_P_GHL)
+            ghl_rate_headers(s, out);
         return true;
     }
     return false;
@@ -446,6 +464,8 @@ static json_t *rule_json(const struct sb_rule *r)
         json_object_set(o, "body", r->body);
     if (r->hang) {
         json_object_set_new(o, "hang", json_true());
+        if (r->process)
+            json_object_set_new(o, "process", json_true());
         json_object_set_new(o, "hang_ms", json_integer(r->hang_ms));
     }
     if (r->count >= 0)
@@ -531,6 +551,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = json_incref(s->retell_calls);
     else if (strcmp(p, "custom") == 0 && (!*t || strcmp(t, "custom") == 0))
         recs = json_incref(s->custom);
+    else if (strcmp(p, "gohighlevel") == 0)
+        recs = ghl_records(s, *t ? t : "contacts");
     free(prov);
     free(type);
     if (!recs) {
@@ -552,8 +574,11 @@ static void control_records(struct sb *s, const struct sb_req *rq,
             json_t *r;
             json_array_foreach(recs, i, r)
             {
-                const char *v = json_string_value(json_object_get(
-                    json_object_get(r, "properties"), prop));
+                /* HubSpot keeps fields under "properties", the others
+                 * at the top of the record. */
+                json_t *props = json_object_get(r, "properties");
+                const char *v = json_string_value(
+                    json_object_get(props ? props : r, prop));
                 if (v)
                     json_object_set_new(seen, v, json_true());
             }
@@ -709,6 +734,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_ZAPIER: zap_handle(s, rq, out); break;
         case SB_P_RETELL: retell_handle(s, rq, out); break;
         case SB_P_CUSTOM: custom_handle(s, rq, out); break;
+        case SB_P_GHL: ghl_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

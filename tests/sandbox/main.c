@@ -4,6 +4,8 @@
  *
  *   callsync-sandbox --port N [--host 127.0.0.1] [--latency-ms N]
  *                    [--hubspot-token T]... [--hubspot-rate N] [--seed N]
+ *                    [--gohighlevel-token T]... [--gohighlevel-rate N]
+ *                    [--gohighlevel-daily N]
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -26,7 +28,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: callsync-sandbox --port N [--host 127.0.0.1] "
                "[--latency-ms N] [--hubspot-token T]... [--hubspot-rate N] "
-               "[--seed N] [--log-level debug|info|warn|error]\n");
+               "[--seed N] [--gohighlevel-token T]... [--gohighlevel-rate N] "
+               "[--gohighlevel-daily N] "
+               "[--log-level debug|info|warn|error]\n");
 }
 
 static bool parse_ll(const char *s, long long lo, long long hi,
@@ -80,6 +84,15 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--hubspot-rate") == 0 &&
                    parse_ll(val, 1, 10000000, &v)) {
             s->hubspot_rate = (int)v;
+        } else if (strcmp(a, "--gohighlevel-token") == 0 && *val &&
+                   s->nghl_tokens < SB_MAX_TOKENS) {
+            s->ghl_tokens[s->nghl_tokens++] = val;
+        } else if (strcmp(a, "--gohighlevel-rate") == 0 &&
+                   parse_ll(val, 1, 10000000, &v)) {
+            s->ghl_rate = (int)v;
+        } else if (strcmp(a, "--gohighlevel-daily") == 0 &&
+                   parse_ll(val, 1, INT64_MAX, &v)) {
+            s->ghl_daily = v;
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
@@ -160,6 +173,8 @@ int main(int argc, char **argv)
     struct sb s = {0};
     struct opts o = {"127.0.0.1", -1, "warn"};
     s.hubspot_rate = 100;
+    s.ghl_rate = 100;
+    s.ghl_daily = 200000;
     s.seed = 1;
     int rc = parse_args(argc, argv, &s, &o);
     if (rc)
@@ -170,6 +185,7 @@ int main(int argc, char **argv)
 
     s.prng = s.seed;
     s.hs = hs_new();
+    s.ghl = ghl_new();
     s.zapier_hooks = json_array();
     s.retell_calls = json_array();
     s.custom = json_array();

@@ -12,6 +12,7 @@
  *   dispatch.c provider routing, fault rules, request log, stats, /_sandbox
  *   hubspot.c  HubSpot CRM v3 objects, search, workflow enrolment
  *   others.c   Zapier, Retell and custom REST
+ *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
  *
  * Everything runs on one event loop; no locks.
  */
@@ -36,6 +37,7 @@ enum sb_provider {
     SB_P_ZAPIER,
     SB_P_RETELL,
     SB_P_CUSTOM,
+    SB_P_GHL,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -80,6 +82,8 @@ struct sb_rule {
     int retry_after_s;   /* -1: no Retry-After */
     json_t *body;        /* NULL: the provider's own error shape */
     bool hang;
+    bool process;        /* with hang: handle the request, then withhold
+                            the answer (a write whose outcome is unknown) */
     int hang_ms;
     long long count;     /* -1: unlimited */
     long long every;     /* 0: every match */
@@ -97,6 +101,7 @@ struct sb_logged {
 };
 
 struct sb_hubspot;
+struct sb_ghl;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -106,6 +111,10 @@ struct sb {
     const char *tokens[SB_MAX_TOKENS];
     size_t ntokens;
     int hubspot_rate;    /* per 10 s */
+    const char *ghl_tokens[SB_MAX_TOKENS];
+    size_t nghl_tokens;
+    int ghl_rate;        /* per 10 s */
+    long long ghl_daily;
     uint64_t seed;
     /* state */
     uint64_t prng;
@@ -115,6 +124,7 @@ struct sb {
     size_t ring_cap, ring_len, ring_head;
     long long stats[SB_P_COUNT][600];
     struct sb_hubspot *hs;
+    struct sb_ghl *ghl;
     json_t *zapier_hooks;  /* array of records */
     json_t *retell_calls;  /* array */
     json_t *custom;        /* array */
@@ -177,6 +187,19 @@ void custom_handle(struct sb *s, const struct sb_req *rq,
 json_t *zap_error_body(int status);
 json_t *retell_error_body(int status);
 json_t *custom_error_body(int status);
+
+/* ---- gohighlevel.c ------------------------------------------------------ */
+
+struct sb_ghl *ghl_new(void);
+void ghl_free(struct sb_ghl *g);
+void ghl_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The GoHighLevel error body for an injected status (stolen json). */
+json_t *ghl_error_body(int status);
+/* Add the X-RateLimit-* headers to out. */
+void ghl_rate_headers(struct sb *s, struct sb_resp *out);
+/* Records of one type ("contacts", "notes", "appointments",
+ * "opportunities", "enrollments"), or NULL. */
+json_t *ghl_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
