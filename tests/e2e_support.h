@@ -37,6 +37,8 @@ static redisContext *rc;
 static char *org, *agent;
 static int worker_seq;
 static int worker_request_timeout_ms; /* 0: the worker's default */
+/* Up to four more "NAME=value" settings for the next start_worker. */
+static const char *worker_env_extra[4];
 
 /* ---- Processes --------------------------------------------------------- */
 
@@ -143,8 +145,10 @@ static inline void start_worker(int inflight)
         env_kv("CALLSYNC_ENCRYPTION_KEYS", "%s", keys),
         env_kv("CALLSYNC_PROVIDER_BASE_URLS",
                "hubspot=http://127.0.0.1:%d/hubspot,"
-               "gohighlevel=http://127.0.0.1:%d/gohighlevel",
-               sandbox_port, sandbox_port),
+               "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
+               "retell=http://127.0.0.1:%d/retell",
+               sandbox_port, sandbox_port, sandbox_port),
+        env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),
         env_kv("CALLSYNC_WORKER_VISIBILITY_MS", "1500"),
@@ -157,8 +161,14 @@ static inline void start_worker(int inflight)
         env_kv("CALLSYNC_WORKER_REQUEST_TIMEOUT_MS", "%d",
                worker_request_timeout_ms > 0 ? worker_request_timeout_ms
                                              : 30000),
-        NULL,
+        NULL, NULL, NULL, NULL, NULL,
     };
+    size_t n = 0;
+    while (env[n])
+        n++;
+    for (size_t i = 0; i < CS_ARRAY_LEN(worker_env_extra); i++)
+        if (worker_env_extra[i])
+            env[n++] = xstrdup(worker_env_extra[i]);
     char *argv[] = {(char *)CS_BIN_DIR "/callsync-worker", NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/worker.log", dir);
@@ -273,6 +283,7 @@ static inline void e2e_teardown(void)
         redisFree(rc);
     rc = NULL;
     worker_pid = 0;
+    memset(worker_env_extra, 0, sizeof(worker_env_extra));
     tpg_teardown(&db);
     cs_keyring_free(kr);
     free(org);

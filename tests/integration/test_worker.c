@@ -241,3 +241,106 @@ Test(worker, unauthorized_parks_the_job_and_expires_the_connection,
     free(st);
     cr_expect_eq(dead_count(), 0);
 }
+
+/* The fields of the only dead letter, as an object. */
+static json_t *the_dead_letter(void)
+{
+    redisReply *x = redisCommand(rc, "XRANGE cs:{0}:dead - +");
+    cr_assert(x && x->type == REDIS_REPLY_ARRAY && x->elements == 1,
+              "one dead letter");
+    redisReply *f = x->element[0]->element[1];
+    json_t *o = json_object();
+    for (size_t i = 0; i + 1 < f->elements; i += 2)
+        json_object_set_new(o, f->element[i]->str,
+                            json_string(f->element[i + 1]->str));
+    freeReplyObject(x);
+    return o;
+}
+
+/* CALLSYNC_RETRY_POLICY_HUBSPOT=attempts=2 on top of a fleet policy of 10
+ * attempts: a note that always fails with 503 dead-letters after exactly
+ * two attempts, as attempts_exhausted. */
+Test(worker, per_provider_retry_policy_applies, .init = setup_hubspot)
+{
+    set_faults("[{\"provider\":\"hubspot\",\"path_prefix\":"
+               "\"/crm/v3/objects/notes\",\"method\":\"POST\","
+               "\"status\":503}]");
+    worker_env_extra[0] = "CALLSYNC_RETRY_POLICY_HUBSPOT=attempts=2";
+    start_worker(16);
+    post_calls(0, 1);
+    wait_until(one_dead, 30000, "a dead letter");
+    json_t *d = the_dead_letter();
+    cr_expect_str_eq(json_string_value(json_object_get(d, "reason")),
+                     "attempts_exhausted");
+    cr_expect_str_eq(json_string_value(json_object_get(d, "http_status")),
+                     "503");
+    json_t *errors = json_loads(
+        json_string_value(json_object_get(d, "errors")), 0, NULL);
+    cr_expect_eq(json_array_size(errors), 2, "two attempts, not ten");
+    json_decref(errors);
+    json_decref(d);
+    cr_expect_eq(records("hubspot", "notes"), 0);
+}
+
+/* A CRM asks for an outbound call (seed 002): ingest enqueues one retell
+ * job, the worker places exactly one call through Retell's
+ * create-phone-call with the agent's number, the fleet's key and the job
+ * id in the call's metadata; the CRM's retry of the same request places
+ * no second call. */
+Test(worker, outbound_call_request_places_one_retell_call,
+     .init = setup_hubspot)
+{
+    const char *ap[] = {agent};
+    free(it_sql(&db, "UPDATE agents SET outbound_from_number = "
+                     "'+14155550100' WHERE id = $1::uuid RETURNING id::text",
+                1, ap));
+    const char *secret = "whsec_outbound_worker_test";
+    char *sealed = cs_seal(kr, secret, strlen(secret));
+    const char *wp[] = {agent, org, sealed};
+    free(it_sql(&db,
+                "INSERT INTO integration_webhooks (agent_id, organization_id, "
+                "webhook_type, webhook_secret) VALUES ($1, $2, "
+                "'outbound_call', $3) RETURNING id::text",
+                3, wp));
+    free(sealed);
+    start_worker(16);
+
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/fixtures/outbound/request.json",
+             CS_SOURCE_DIR);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f);
+    char body[4096];
+    size_t len = fread(body, 1, sizeof(body), f);
+    fclose(f);
+    char *url = xasprintf("/api/agents/%s/outbound/call", agent);
+    const char *h = "X-Webhook-Secret: whsec_outbound_worker_test\r\n"
+                    "Idempotency-Key: crm-run-4471\r\n";
+    struct it_resp r = it_post(ingest_port, url, h, body, len);
+    cr_assert_eq(r.status, 202, "%.*s", (int)r.body_len, r.body);
+    r = it_post(ingest_port, url, h, body, len);
+    cr_expect_eq(r.status, 200, "the CRM's retry: %.*s", (int)r.body_len,
+                 r.body);
+    free(url);
+
+    for (int i = 0; i < 300 && records("retell", "calls") < 1; i++)
+        usleep(50000);
+    wait_until(drained, 30000, "the outbound job done");
+    cr_expect_eq(records("retell", "calls"), 1);
+    cr_expect_eq(dead_count(), 0);
+    r = it_get(sandbox_port, "/_sandbox/records?provider=retell");
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    json_t *call = json_array_get(json_object_get(j, "records"), 0);
+    cr_assert(call, "%.*s", (int)r.body_len, r.body);
+    cr_expect_str_eq(json_string_value(json_object_get(call, "from_number")),
+                     "+14155550100");
+    cr_expect_str_eq(json_string_value(json_object_get(call, "to_number")),
+                     "+12125550199");
+    cr_expect_str_eq(json_string_value(json_object_get(call, "agent_id")),
+                     "agent_d8a1c0ffee");
+    json_t *md = json_object_get(call, "metadata");
+    const char *jid = json_string_value(json_object_get(md,
+                                                        "callsync_job_id"));
+    cr_expect(jid && strlen(jid) == 32, "the job id travels with the call");
+    json_decref(j);
+}
