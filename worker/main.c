@@ -370,7 +370,7 @@ static void promote(struct wrk *w)
         snprintf(delayed, sizeof(delayed), "cs:{%u}:delayed", w->shards[i]);
         snprintf(prefix, sizeof(prefix), "cs:{%u}:", w->shards[i]);
         const char *kv[] = {delayed, now, prefix, PROMOTE_LIMIT};
-        wrk_eval(w, wrk_promote_lua, NULL, NULL, 1, kv, 4);
+        wrk_eval(w, rq_promote_lua, NULL, NULL, 1, kv, 4);
     }
 }
 

@@ -12,6 +12,7 @@
 #include "httpc.h"
 #include "pga.h"
 #include "prov.h"
+#include "rq.h"
 
 #include <ev.h>
 #include <hiredis/async.h>
@@ -122,8 +123,8 @@ void rl_pause_async(struct wrk *w, const char *provider, const char *account,
 void wrk_eval(struct wrk *w, const char *lua, redisCallbackFn *cb, void *arg,
               int nkeys, const char *const *kv, int nkv);
 
-/* scripts.c: Lua scripts of a job's end states. */
-extern const char wrk_finish_lua[], wrk_retry_lua[], wrk_dead_lua[],
-    wrk_park_lua[], wrk_promote_lua[];
+/* scripts.c: Lua scripts of a job's end states (promote and park are
+ * shared with the scheduler: shared/rq.h). */
+extern const char wrk_finish_lua[], wrk_retry_lua[], wrk_dead_lua[];
 
 #endif
