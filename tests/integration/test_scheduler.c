@@ -1115,3 +1115,73 @@ Test(scheduler, worker_metrics_count_waits_retries_and_promotions)
     cr_expect_geq(metric(worker_port, "callsync_worker_delayed_promoted_total"),
                   1);
 }
+
+/* ---- Shards ------------------------------------------------------------ */
+
+static bool every_shard_worked(void)
+{
+    return it_redis_int(rc, "XLEN cs:{0}:q:hubspot") == 1 &&
+           it_redis_int(rc, "XLEN cs:{2}:q:zapier") == 1 &&
+           it_redis_int(rc, "XLEN cs:{1}:dead") == 0;
+}
+
+Test(scheduler, every_configured_shard_is_served)
+{
+    int64_t now = cs_now_ms();
+    char *a = job_doc("a0000000000000000000000000000000", "hubspot", c_hub);
+    char *b = job_doc("b0000000000000000000000000000000", "zapier", c_hub);
+    redisReply *r = redisCommand(rc, "ZADD cs:{0}:delayed %lld %s",
+                                 (long long)now - 5, a);
+    freeReplyObject(r);
+    r = redisCommand(rc, "ZADD cs:{2}:delayed %lld %s", (long long)now - 5,
+                     b);
+    freeReplyObject(r);
+    r = redisCommand(rc, "XADD cs:{1}:dead %lld-0 job_id old reason test",
+                     (long long)now - 7200000);
+    freeReplyObject(r);
+    free(a);
+    free(b);
+    char *env[] = {(char *)"CALLSYNC_SHARDS=3",
+                   (char *)"CALLSYNC_DEAD_RETENTION=1h", NULL};
+    start_scheduler(0, env);
+    cr_assert_geq(wait_leader(1, 5000), 0);
+    wait_until(every_shard_worked, 10000, "work in shards 0, 1 and 2");
+    cr_expect_eq(smetric(0, "callsync_scheduler_promoted_total"), 2);
+    cr_expect_eq(smetric(0, "callsync_scheduler_trimmed_total{kind="
+                            "\"dead_letters_age\"}"),
+                 1);
+    char *st = hget("cs:{2}:job:b0000000000000000000000000000000", "state");
+    cr_expect_str_eq(st, "queued");
+    free(st);
+}
+
+Test(scheduler, bad_configuration_exits_2_naming_the_key)
+{
+    struct {
+        const char *env, *needle;
+    } cases[] = {
+        {"CALLSYNC_DEAD_RETENTION=30 days", "CALLSYNC_DEAD_RETENTION"},
+        {"CALLSYNC_SYNC_LOG_RETENTION=-1d", "CALLSYNC_SYNC_LOG_RETENTION"},
+        {"CALLSYNC_SCHEDULER_LEASE_MS=10", "CALLSYNC_SCHEDULER_LEASE_MS"},
+        {"CALLSYNC_SCHEDULER_METRICS_ADDR=nonsense",
+         "CALLSYNC_SCHEDULER_METRICS_ADDR"},
+        {"CALLSYNC_REDIS_URL=http://x", "CALLSYNC_REDIS_URL"},
+    };
+    for (size_t i = 0; i < CS_ARRAY_LEN(cases); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/bad%zu.log", dir, i);
+        char *env[] = {(char *)cases[i].env, NULL};
+        char *argv[] = {(char *)CS_BIN_DIR "/callsync-scheduler", NULL};
+        pid_t pid = it_spawn(argv, env, path);
+        int st = 0;
+        waitpid(pid, &st, 0);
+        cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 2, "%s: status %d",
+                  cases[i].env, st);
+        char *log = it_read_file(path, NULL);
+        cr_expect(strstr(log, cases[i].needle), "%s: %s", cases[i].env, log);
+        free(log);
+        it_expect_clean_log(path);
+    }
+    cr_expect_eq(it_redis_int(rc, "EXISTS %s", LEASE_KEY), 0,
+                 "a refused start must not take the lease");
+}
