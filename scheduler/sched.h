@@ -25,7 +25,7 @@ struct sch_metrics {
     uint64_t reclaim_orphans;      /* pending ids whose entry was gone */
     uint64_t consumers_removed;
     uint64_t replayed_healthy;     /* connection connected again */
-    uint64_t replayed_removed;     /* connection gone: the worker dead-letters */
+    uint64_t replayed_removed;     /* connection gone: worker dead-letters */
     uint64_t replay_malformed;     /* parked entries that were not jobs */
     uint64_t trimmed_dead_age;
     uint64_t trimmed_dead_count;

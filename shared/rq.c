@@ -158,7 +158,7 @@ const char rq_trim_dead_lua[] =
     "end\n"
     "return {by_age, by_count, first, last, more}\n";
 
-/* ---- Connections ---------------------------------------------------------- */
+/* ---- Connections -------------------------------------------------------- */
 
 int rq_parse_url(const char *url, struct rq_addr *a, struct cs_err *err)
 {

@@ -167,7 +167,8 @@ static bool ready(json_t *body, void *arg)
     json_object_set_new(body, "redis", json_boolean(redis));
     json_object_set_new(body, "postgres", json_boolean(pg));
     json_object_set_new(body, "draining", json_boolean(w->draining));
-    json_object_set_new(body, "in_flight", json_integer((json_int_t)w->inflight));
+    json_object_set_new(body, "in_flight",
+                        json_integer((json_int_t)w->inflight));
     return redis && pg && !w->draining;
 }
 

@@ -323,7 +323,7 @@ static pid_t lease_holder(void)
             *last = '\0';
             char *prev = strrchr(r->str, '-');
             if (prev)
-                pid = (pid_t)atoi(prev + 1);
+                pid = (pid_t)strtol(prev + 1, NULL, 10);
         }
     }
     freeReplyObject(r);
@@ -334,7 +334,7 @@ static long long fence_counter(void)
 {
     redisReply *r = redisCommand(rc, "GET {cs:lease:scheduler}:fence");
     cr_assert(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
     freeReplyObject(r);
     return v;
 }

@@ -240,7 +240,7 @@ Test(mhttp, oversized_headers_are_431)
     char *big = xmalloc(4096);
     int n = snprintf(big, 4096, "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Pad: ");
     memset(big + n, 'a', 2000);
-    strcpy(big + n + 2000, "\r\n\r\n");
+    memcpy(big + n + 2000, "\r\n\r\n", 5);
     struct it_resp r = req(big);
     free(big);
     cr_assert_eq(r.status, 431);
@@ -250,7 +250,7 @@ Test(mhttp, oversized_headers_are_431)
     /* A long URL counts too. */
     char url[1400] = "GET /";
     memset(url + 5, 'b', 1200);
-    strcpy(url + 1205, " HTTP/1.1\r\n\r\n");
+    memcpy(url + 1205, " HTTP/1.1\r\n\r\n", 14);
     r = req(url);
     cr_expect_eq(r.status, 431);
 }
