@@ -1185,3 +1185,50 @@ Test(scheduler, bad_configuration_exits_2_naming_the_key)
     cr_expect_eq(it_redis_int(rc, "EXISTS %s", LEASE_KEY), 0,
                  "a refused start must not take the lease");
 }
+
+/* ---- Redis outage ------------------------------------------------------ */
+
+static bool promoted_after_restart(void)
+{
+    return it_redis_int(rc, "XLEN cs:{0}:q:hubspot") == 1;
+}
+
+Test(scheduler, redis_restart_steps_down_then_leads_again)
+{
+    start_scheduler(0, NULL);
+    cr_assert_geq(wait_leader(1, 5000), 0);
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+    redisFree(rc);
+    rc = NULL;
+    /* Without Redis the lease cannot be renewed: within the lease time
+     * the scheduler stops acting and says it is not ready. */
+    int64_t t0 = cs_mono_ms();
+    while (is_leader(0) && cs_mono_ms() - t0 < 5000)
+        usleep(20000);
+    int64_t took = cs_mono_ms() - t0;
+    cr_expect(!is_leader(0), "still leading without Redis");
+    cr_expect_leq(took, 2000, "stepped down after %lld ms", (long long)took);
+    struct it_resp r = it_get(sched_port[0], "/readyz");
+    cr_expect_eq(r.status, 503, "%s", r.body);
+    cr_expect(strstr(r.body, "\"redis\":false"), "%s", r.body);
+    /* The loss is counted at the lease timer's next turn. */
+    int64_t end = cs_mono_ms() + 1000;
+    while (smetric(0, "callsync_scheduler_lease_changes_total{event="
+                      "\"lost\"}") < 1 &&
+           cs_mono_ms() < end)
+        usleep(20000);
+    cr_expect_eq(smetric(0, "callsync_scheduler_lease_changes_total{event="
+                            "\"lost\"}"),
+                 1);
+    start_redis();
+    cr_assert_geq(wait_leader(1, 10000), 0, "no leader after the restart");
+    char *doc = job_doc("c0000000000000000000000000000000", "hubspot", c_hub);
+    redisReply *x = redisCommand(rc, "ZADD cs:{0}:delayed %lld %s",
+                                 (long long)cs_now_ms() - 1, doc);
+    freeReplyObject(x);
+    free(doc);
+    wait_until(promoted_after_restart, 5000, "a promotion after the restart");
+    r = it_get(sched_port[0], "/readyz");
+    cr_expect_eq(r.status, 200, "%s", r.body);
+}
