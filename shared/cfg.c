@@ -2,6 +2,7 @@
  * cfg.c - the configuration table; see cfg.h. A new setting is a new row.
  */
 #include "cfg.h"
+#include "dur.h"
 #include "log.h"
 
 #include <jansson.h>
@@ -133,6 +134,55 @@ static const struct cfg_row rows[] = {
                  "sandbox)"),
     I("job_retention_s", "CALLSYNC_JOB_RETENTION_S", job_retention_s,
       "604800", 60, 31536000, "how long a finished job's checkpoints stay"),
+    S("worker_metrics_addr", "CALLSYNC_WORKER_METRICS_ADDR",
+      worker_metrics_addr, "", false,
+      "address of the worker's /metrics, /healthz and /readyz "
+      "(host:port, e.g. 127.0.0.1:9102); empty: none"),
+    S("scheduler_metrics_addr", "CALLSYNC_SCHEDULER_METRICS_ADDR",
+      scheduler_metrics_addr, "", false,
+      "address of the scheduler's /metrics, /healthz and /readyz "
+      "(host:port, e.g. 127.0.0.1:9103); empty: none"),
+    I("scheduler_lease_ms", "CALLSYNC_SCHEDULER_LEASE_MS", scheduler_lease_ms,
+      "15000", 1000, 600000,
+      "leader lease in Redis (cs:lease:scheduler): renewed every third of "
+      "it; a stand-by takes over at most this long after the leader dies"),
+    I("scheduler_tick_ms", "CALLSYNC_SCHEDULER_TICK_MS", scheduler_tick_ms,
+      "500", 50, 60000,
+      "how often the leader promotes due retries (and checks what else is "
+      "due); also how often a stand-by tries to take the lease"),
+    I("scheduler_batch", "CALLSYNC_SCHEDULER_BATCH", scheduler_batch, "500",
+      1, 100000,
+      "due retries promoted, or stream entries of dead consumers re-queued, "
+      "per script call"),
+    I("scheduler_replay_batch", "CALLSYNC_SCHEDULER_REPLAY_BATCH",
+      scheduler_replay_batch, "100", 1, 100000,
+      "parked jobs of one connection replayed per tick once it is "
+      "connected again"),
+    I("scheduler_replay_interval_ms", "CALLSYNC_SCHEDULER_REPLAY_INTERVAL_MS",
+      scheduler_replay_interval_ms, "10000", 100, 3600000,
+      "how often connections with parked jobs are checked in PostgreSQL"),
+    I("scheduler_forget_consumers_ms",
+      "CALLSYNC_SCHEDULER_FORGET_CONSUMERS_MS", scheduler_forget_consumers_ms,
+      "3600000", 0, 604800000,
+      "stream consumers idle this long with nothing pending are removed "
+      "from the group; 0: never"),
+    I("scheduler_retention_interval_ms",
+      "CALLSYNC_SCHEDULER_RETENTION_INTERVAL_MS",
+      scheduler_retention_interval_ms, "60000", 100, 86400000,
+      "how often dead letters and sync logs are trimmed (sooner while a "
+      "backlog remains)"),
+    I("scheduler_retention_batch", "CALLSYNC_SCHEDULER_RETENTION_BATCH",
+      scheduler_retention_batch, "1000", 1, 100000,
+      "dead letters or sync-log rows removed per statement"),
+    S("dead_retention", "CALLSYNC_DEAD_RETENTION", dead_retention, "30d",
+      false, "dead letters older than this are trimmed and counted (250ms, "
+             "2s, 20m, 1h, 7d); 0: no age limit"),
+    I("dead_max", "CALLSYNC_DEAD_MAX", dead_max, "1000000", 0, 1000000000,
+      "most dead letters kept per shard; the oldest beyond it are trimmed "
+      "and counted; 0: no limit"),
+    S("sync_log_retention", "CALLSYNC_SYNC_LOG_RETENTION", sync_log_retention,
+      "90d", false, "integration_sync_logs rows older than this are deleted "
+                    "and counted; 0: keep them"),
 };
 
 static char **str_at(struct cfg *c, const struct cfg_row *r)
@@ -269,6 +319,21 @@ int cfg_load(struct cfg *c, struct cs_err *err)
                           "CALLSYNC_LOG_LEVEL must be debug, info, warn or "
                           "error, not '%s'",
                           c->log_level);
+    const struct {
+        const char *key, *env, *v;
+    } durs[] = {
+        {"dead_retention", "CALLSYNC_DEAD_RETENTION", c->dead_retention},
+        {"sync_log_retention", "CALLSYNC_SYNC_LOG_RETENTION",
+         c->sync_log_retention},
+    };
+    for (size_t i = 0; i < CS_ARRAY_LEN(durs); i++) {
+        int64_t ms;
+        if (dur_parse_ms(durs[i].v, strlen(durs[i].v), &ms))
+            return cs_err_set(err, CS_EINVAL, durs[i].key,
+                              "%s must be a duration such as 90d, 12h or "
+                              "30m (or 0), not '%s'",
+                              durs[i].env, durs[i].v);
+    }
     return 0;
 }
 

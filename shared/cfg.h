@@ -57,6 +57,20 @@ struct cfg {
     char *retry_policy;          /* "base=2s,cap=1h,attempts=15,max_age=48h" */
     char *provider_base_urls;    /* "hubspot=http://..,retell=http://.." */
     int job_retention_s;
+    char *worker_metrics_addr;   /* "": no listener */
+
+    char *scheduler_metrics_addr; /* "": no listener */
+    int scheduler_lease_ms;
+    int scheduler_tick_ms;
+    int scheduler_batch;
+    int scheduler_replay_batch;
+    int scheduler_replay_interval_ms;
+    int scheduler_forget_consumers_ms;
+    int scheduler_retention_interval_ms;
+    int scheduler_retention_batch;
+    char *dead_retention;        /* duration ("30d"); "0": no age limit */
+    int dead_max;                /* per shard; 0: no count limit */
+    char *sync_log_retention;    /* duration ("90d"); "0": keep forever */
 };
 
 /*

@@ -334,6 +334,7 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *priv)
         reply->element[1]->type == REDIS_REPLY_ARRAY) {
         if (reply->element[1]->elements) {
             c->w->n_reclaimed += reply->element[1]->elements;
+            c->st->stats.reclaimed += reply->element[1]->elements;
             log_info("jobs_reclaimed", LOG_S("stream", c->st->key),
                      LOG_I("count", (long long)reply->element[1]->elements));
         }
@@ -361,6 +362,15 @@ static void reclaim(struct wrk *w)
     }
 }
 
+static void on_promoted(redisAsyncContext *ac, void *r, void *priv)
+{
+    CS_UNUSED(ac);
+    struct wrk *w = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        w->n_promoted += (uint64_t)reply->integer;
+}
+
 static void promote(struct wrk *w)
 {
     char now[24];
@@ -370,7 +380,7 @@ static void promote(struct wrk *w)
         snprintf(delayed, sizeof(delayed), "cs:{%u}:delayed", w->shards[i]);
         snprintf(prefix, sizeof(prefix), "cs:{%u}:", w->shards[i]);
         const char *kv[] = {delayed, now, prefix, PROMOTE_LIMIT};
-        wrk_eval(w, wrk_promote_lua, NULL, NULL, 1, kv, 4);
+        wrk_eval(w, rq_promote_lua, on_promoted, w, 1, kv, 4);
     }
 }
 
@@ -587,6 +597,9 @@ int wrk_start(struct wrk *w)
     }
     w->log_rows = json_array();
     w->synced_conns = json_array();
+    int mrc = wrk_metrics_start(w);
+    if (mrc)
+        return mrc;
     struct httpc_opts ho = {
         .connect_timeout_ms = w->cfg->worker_connect_timeout_ms,
         .timeout_ms = w->cfg->worker_request_timeout_ms,
@@ -615,6 +628,7 @@ int wrk_start(struct wrk *w)
 
 void wrk_stop(struct wrk *w)
 {
+    wrk_metrics_stop(w);
     ev_timer_stop(w->loop, &w->tick);
     ev_timer_stop(w->loop, &w->reconnect);
     ev_signal_stop(w->loop, &w->sigterm);

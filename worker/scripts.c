@@ -4,9 +4,8 @@
  * step, so a crash leaves the job either still pending (and reclaimed
  * later) or fully moved: never both, never neither.
  *
- * All keys of one call share the shard's hash tag {S}. The promote script
- * builds stream and job keys from the shard prefix it is given; they are
- * in the same slot as its declared key.
+ * All keys of one call share the shard's hash tag {S}. The scripts the
+ * scheduler runs too (promote, park) are in shared/rq.c.
  */
 #include "worker.h"
 
@@ -41,32 +40,3 @@ const char wrk_dead_lua[] =
     "redis.call('XACK', KEYS[1], 'workers', ARGV[1])\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
     "return 1\n";
-
-/* KEYS: stream, job hash, parked list of the connection. ARGV: msg id,
- * job JSON, reason. */
-const char wrk_park_lua[] =
-    "redis.call('RPUSH', KEYS[3], ARGV[2])\n"
-    "redis.call('HSET', KEYS[2], 'state', 'parked', 'parked_reason', "
-    "ARGV[3])\n"
-    "redis.call('XACK', KEYS[1], 'workers', ARGV[1])\n"
-    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "return 1\n";
-
-/* KEYS: delayed zset. ARGV: now ms, shard prefix "cs:{S}:", limit.
- * Moves due jobs back to their provider's stream; returns how many. */
-const char wrk_promote_lua[] =
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], "
-    "'LIMIT', 0, tonumber(ARGV[3]))\n"
-    "for _, m in ipairs(due) do\n"
-    "  local ok, job = pcall(cjson.decode, m)\n"
-    "  local provider, id = 'unknown', 'unknown'\n"
-    "  if ok and type(job) == 'table' then\n"
-    "    provider = tostring(job.provider or 'unknown')\n"
-    "    id = tostring(job.job_id or 'unknown')\n"
-    "  end\n"
-    "  redis.call('XADD', ARGV[2] .. 'q:' .. provider, '*', 'job_id', id, "
-    "'job', m)\n"
-    "  redis.call('HSET', ARGV[2] .. 'job:' .. id, 'state', 'queued')\n"
-    "  redis.call('ZREM', KEYS[1], m)\n"
-    "end\n"
-    "return #due\n";

@@ -10,8 +10,10 @@
 #include "cfg.h"
 #include "crypto.h"
 #include "httpc.h"
+#include "mhttp.h"
 #include "pga.h"
 #include "prov.h"
+#include "rq.h"
 
 #include <ev.h>
 #include <hiredis/async.h>
@@ -19,12 +21,25 @@
 
 struct wrk;
 
+#define WRK_LAT_BUCKETS 12
+
+/* What happened to the jobs of one stream; /metrics sums the shards of a
+ * provider (metrics.c). Touched only by the loop. */
+struct wstats {
+    uint64_t done, retried, deferred, parked, dead, reclaimed;
+    uint64_t rl_waits;         /* limiter refusals and 429 pauses */
+    uint64_t rl_wait_ms;       /* the waits they imposed */
+    uint64_t lat_bucket[WRK_LAT_BUCKETS + 1];
+    uint64_t lat_sum_us;
+};
+
 /* A stream this worker consumes: one provider in one shard. */
 struct wstream {
     char *key;                 /* cs:{S}:q:<provider> */
     unsigned shard;
     const struct prov_ops *ops;
     struct bo_policy retry;    /* fleet-wide, or CALLSYNC_RETRY_POLICY_<P> */
+    struct wstats stats;
 };
 
 /* A connection as the worker needs it, cached from PostgreSQL. */
@@ -101,6 +116,8 @@ struct wrk {
 
     /* Counters for the log and tests. */
     uint64_t n_done, n_retried, n_dead, n_parked, n_deferred, n_reclaimed;
+    uint64_t n_promoted;
+    struct mhttp *ops;         /* /metrics, /healthz, /readyz, or NULL */
 };
 
 /* engine.c */
@@ -128,8 +145,16 @@ void rl_pause_async(struct wrk *w, const char *provider, const char *account,
 void wrk_eval(struct wrk *w, const char *lua, redisCallbackFn *cb, void *arg,
               int nkeys, const char *const *kv, int nkv);
 
-/* scripts.c: Lua scripts of a job's end states. */
-extern const char wrk_finish_lua[], wrk_retry_lua[], wrk_dead_lua[],
-    wrk_park_lua[], wrk_promote_lua[];
+/* metrics.c: the operational endpoints (CALLSYNC_WORKER_METRICS_ADDR). */
+int wrk_metrics_start(struct wrk *w);
+void wrk_metrics_stop(struct wrk *w);
+/* A provider request took dur_ms. */
+void wrk_observe_request(struct wstream *st, int64_t dur_ms);
+/* A job must wait ms for its rate limit (limiter or the provider's 429). */
+void wrk_observe_wait(struct wstream *st, int64_t ms);
+
+/* scripts.c: Lua scripts of a job's end states (promote and park are
+ * shared with the scheduler: shared/rq.h). */
+extern const char wrk_finish_lua[], wrk_retry_lua[], wrk_dead_lua[];
 
 #endif
