@@ -55,6 +55,12 @@ struct cfg {
     char *retry_policy;          /* "base=2s,cap=1h,attempts=15,max_age=48h" */
     char *provider_base_urls;    /* "hubspot=http://..,retell=http://.." */
     int job_retention_s;
+
+    char *oauth_clients;         /* secret: "provider=id:secret[,...]" */
+    char *oauth_base_urls;       /* "provider=url[,...]" (the sandbox) */
+    char *salesforce_jwt_key;    /* secret: PEM RSA key (JWT bearer) */
+    int oauth_timeout_ms;
+    int oauth_refresh_margin_s;
 };
 
 /*
