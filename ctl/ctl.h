@@ -108,5 +108,6 @@ int ctl_webhooks_set_outbound(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_add(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_list(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_remove(struct ctl *ctl, int argc, char **argv);
+int ctl_connections_refresh(struct ctl *ctl, int argc, char **argv);
 
 #endif

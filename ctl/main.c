@@ -22,6 +22,8 @@ static const struct ctl_cmd cmds[] = {
      "list connections (never their secrets)"},
     {"connections", "remove", ctl_connections_remove,
      "disconnect a connection, or delete it with --hard"},
+    {"connections", "refresh", ctl_connections_refresh,
+     "refresh a connection's OAuth tokens now"},
 };
 
 static void print_usage(FILE *f, const char *group)
