@@ -4,6 +4,8 @@
  *
  *   callsync-sandbox --port N [--host 127.0.0.1] [--latency-ms N]
  *                    [--hubspot-token T]... [--hubspot-rate N] [--seed N]
+ *                    [--oauth-client PROVIDER=ID:SECRET]...
+ *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -26,7 +28,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: callsync-sandbox --port N [--host 127.0.0.1] "
                "[--latency-ms N] [--hubspot-token T]... [--hubspot-rate N] "
-               "[--seed N] [--log-level debug|info|warn|error]\n");
+               "[--seed N] [--oauth-client PROVIDER=ID:SECRET]... "
+               "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
+               "[--log-level debug|info|warn|error]\n");
 }
 
 static bool parse_ll(const char *s, long long lo, long long hi,
@@ -83,6 +87,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
+        } else if (oauth_option(s, a, val)) {
+            /* token endpoints: clients, rotation, JWT key */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;
