@@ -174,7 +174,7 @@ static void wipe_free(char *s)
 
 static int lock_ttl_ms(const struct oflow *f)
 {
-    return f->env.timeout_ms + LOCK_SLACK_MS;
+    return f->env.lock_ttl_ms;
 }
 
 static char *own(struct oflow *f, char *s)
@@ -1000,6 +1000,10 @@ struct oflow *oflow_new(const struct oflow_env *env, const char *conn_id,
     f->env = *env;
     if (f->env.timeout_ms <= 0)
         f->env.timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (f->env.lock_ttl_ms <= 0)
+        f->env.lock_ttl_ms = f->env.timeout_ms + LOCK_SLACK_MS;
+    if (f->env.lock_ttl_ms < f->env.timeout_ms + 1000)
+        f->env.lock_ttl_ms = f->env.timeout_ms + 1000;
     if (f->env.lock_wait_ms <= 0)
         f->env.lock_wait_ms = lock_ttl_ms(f) + 5000;
     f->opts = *opts;

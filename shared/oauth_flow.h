@@ -73,8 +73,12 @@ struct oflow_env {
                                   provider=url[,...] (the sandbox) */
     const char *jwt_key_pem;   /* CALLSYNC_SALESFORCE_JWT_KEY */
     int timeout_ms;            /* token request timeout; 0: 15000 */
+    int lock_ttl_ms;           /* how long a refresher that died keeps the
+                                  lock; 0: timeout_ms + 10000 (always at
+                                  least timeout_ms + 1000: the lock must
+                                  outlive the request) */
     int lock_wait_ms;          /* longest wait for another refresher;
-                                  0: timeout_ms + 15000 */
+                                  0: the lock's TTL + 5000 */
     /* Tests only: called after the pending record is written and before
      * PostgreSQL is updated (a test exits the process here). */
     void (*after_pending)(void *arg);

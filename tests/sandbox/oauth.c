@@ -492,7 +492,7 @@ static bool check_client(struct sb_oauth *o, int p, const struct sb_req *rq,
     if (o->client_id[p] && (!id || strcmp(id, o->client_id[p]) != 0)) {
         refuse(out, p, E_CLIENT_ID, NULL);
         ok = false;
-    } else if (o->client_secret[p] && !fstr(form, "assertion") &&
+    } else if (o->client_secret[p] &&
                (!secret || strcmp(secret, o->client_secret[p]) != 0)) {
         refuse(out, p, E_CLIENT_SECRET, NULL);
         ok = false;
@@ -744,12 +744,12 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     const char *gt = fstr(form, "grant_type");
     if (!gt) {
         refuse(out, p, E_REQUEST, "grant_type is required");
+    } else if (p == O_SALESFORCE && strcmp(gt, JWT_BEARER) == 0) {
+        jwt_grant(s, rq, form, out); /* the client is the assertion's iss */
     } else if (!check_client(o, p, rq, form, out)) {
         /* refused */
     } else if (strcmp(gt, "refresh_token") == 0) {
         refresh_grant(s, p, rq, form, out);
-    } else if (p == O_SALESFORCE && strcmp(gt, JWT_BEARER) == 0) {
-        jwt_grant(s, rq, form, out);
     } else {
         refuse(out, p, E_UNSUPPORTED, "unsupported grant_type");
     }
