@@ -856,15 +856,19 @@ Test(oauth, connections_that_cannot_be_refreshed)
 
 /* Run callsyncctl with the test's settings; returns the exit code and the
  * first stdout line(s) in out. */
+static char ctl_log[64];
+
 static int ctl(char *out, size_t cap, const char *args)
 {
+    snprintf(ctl_log, sizeof(ctl_log), "/tmp/cs_oauth_ctl_%d.log",
+             (int)getpid());
     char *url = it_redis_url(REDIS_DB);
     char *cmd = xasprintf(
         "env CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL='%s' "
         "CALLSYNC_ENCRYPTION_KEYS='%s' CALLSYNC_OAUTH_CLIENTS='%s' "
         "CALLSYNC_OAUTH_BASE_URLS='%s' CALLSYNC_OAUTH_TIMEOUT_MS=3000 "
-        "CALLSYNC_LOG_LEVEL=error %s %s 2>/dev/null",
-        db.url, url, KEYS, clients, base_urls, CTL, args);
+        "CALLSYNC_LOG_LEVEL=error %s %s 2>>%s",
+        db.url, url, KEYS, clients, base_urls, CTL, args, ctl_log);
     free(url);
     FILE *f = popen(cmd, "r");
     free(cmd);
@@ -932,6 +936,7 @@ Test(oauth, callsyncctl_connections_refresh)
     json_decref(j);
     free(args);
     cr_expect_str_eq(stored(id).status, "expired");
+    it_expect_clean_log(ctl_log);
     free(zap);
     free(id);
 }
@@ -1030,4 +1035,110 @@ Test(oauth, sandbox_speaks_each_providers_shapes)
     cr_expect_eq(r.status, 400);
     cr_expect(strstr(r.body, "invalid assertion"), "%.*s", (int)r.body_len,
               r.body);
+}
+
+/* ---- Driving the state machine step by step ------------------------------- */
+
+/* One step of f with blocking I/O, except that a sleep only records when
+ * to wake: what an event loop does between its callbacks. */
+static void step_once(struct oflow *f, PGconn *pg, redisContext *r,
+                      int64_t *wake_at)
+{
+    switch (oflow_step(f)) {
+    case OFLOW_STEP_REDIS: {
+        int argc;
+        const char **argv;
+        const size_t *len;
+        oflow_redis_argv(f, &argc, &argv, &len);
+        redisReply *rep = redisCommandArgv(r, argc, argv, len);
+        oflow_redis_done(f, rep);
+        freeReplyObject(rep);
+        break;
+    }
+    case OFLOW_STEP_SQL: {
+        const char *sql;
+        int n;
+        const char *const *params;
+        oflow_sql(f, &sql, &n, &params);
+        PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+            oflow_sql_done(f, res, NULL);
+        else
+            oflow_sql_done(f, NULL, PQresultErrorMessage(res));
+        PQclear(res);
+        break;
+    }
+    case OFLOW_STEP_HTTP: {
+        /* The request as an HTTP client would send it. */
+        const struct oauth_request *rq = oflow_http(f);
+        cr_assert_str_eq(rq->method, "POST");
+        char *path = strstr(rq->url, "/oauth/");
+        cr_assert(path, "%s", rq->url);
+        struct it_resp resp = form_post(path, rq->body, NULL);
+        struct oauth_response o = {resp.status, resp.body, resp.body_len,
+                                   NULL, NULL};
+        oflow_http_done(f, &o);
+        break;
+    }
+    case OFLOW_STEP_SLEEP:
+        if (*wake_at == 0)
+            *wake_at = cs_mono_ms() + oflow_sleep_ms(f);
+        if (cs_mono_ms() >= *wake_at) {
+            *wake_at = 0;
+            oflow_wake(f);
+        }
+        break;
+    case OFLOW_STEP_DONE:
+        break;
+    }
+}
+
+Test(oauth, two_refreshes_interleaved_in_one_thread)
+{
+    char *id = add_conn("gohighlevel", "oauth", "ghl-a", "ghl-rt-i", -5, NULL);
+    sb_grant("gohighlevel", id, "ghl-rt-i", NULL);
+    struct oflow_env e = env();
+    struct oflow_opts o = opts();
+    struct cs_err err;
+    PGconn *pg = pgc_connect(db.url, &err);
+    cr_assert(pg, "%s", err.msg);
+    char *url = it_redis_url(REDIS_DB);
+    redisContext *r = oflow_redis_connect(url, 2000, &err);
+    free(url);
+    cr_assert(r, "%s", err.msg);
+
+    struct oflow *a = oflow_new(&e, id, &o);
+    struct oflow *b = oflow_new(&e, id, &o);
+    int64_t wa = 0, wb = 0;
+    /* A runs until its token request is about to go out ... */
+    while (oflow_step(a) != OFLOW_STEP_HTTP)
+        step_once(a, pg, r, &wa);
+    cr_expect_eq(redis_exists(OFLOW_LOCK_PREFIX, id), 1);
+    /* ... B meanwhile finds the lock taken and waits ... */
+    while (oflow_step(b) != OFLOW_STEP_SLEEP)
+        step_once(b, pg, r, &wb);
+    for (int i = 0; i < 3; i++)
+        step_once(b, pg, r, &wb);
+    cr_expect_neq(oflow_step(b), OFLOW_STEP_DONE);
+    /* ... then both go on, a step each in turn. */
+    int64_t deadline = cs_mono_ms() + 10000;
+    while ((oflow_step(a) != OFLOW_STEP_DONE ||
+            oflow_step(b) != OFLOW_STEP_DONE) &&
+           cs_mono_ms() < deadline) {
+        step_once(a, pg, r, &wa);
+        step_once(b, pg, r, &wb);
+    }
+    const struct oflow_result *ra = oflow_result(a), *rb = oflow_result(b);
+    cr_expect_eq(ra->status, OFLOW_REFRESHED, "%s", ra->message);
+    cr_expect_eq(rb->status, OFLOW_FRESH, "%s", rb->message);
+    cr_expect(rb->waited);
+    cr_expect_eq(rb->token_requests, 0);
+    cr_expect_eq(sb_state(id).requests, 1);
+    cr_expect_str_eq(stored(id).refresh, sb_state(id).refresh);
+    oflow_free(a);
+    oflow_free(b);
+    redisFree(r);
+    PQfinish(pg);
+    free(id);
 }
