@@ -675,6 +675,12 @@ static void decide(struct oflow *f)
 /* The token endpoint gave tokens: seal them and write ahead. */
 static void got_tokens(struct oflow *f, struct oauth_result *t)
 {
+    /* A restarted refresh may come here a second time. */
+    free(f->new_access);
+    free(f->new_refresh);
+    free(f->new_instance);
+    free(f->pending_ours);
+    f->pending_written = false;
     f->new_access = cs_seal(f->env.kr, t->access_token,
                             strlen(t->access_token));
     f->new_refresh = t->refresh_token && t->rotated
