@@ -6,6 +6,9 @@
  */
 #include "crypto.h"
 #include "ctl.h"
+#include "oauth_flow.h"
+
+#include <hiredis/hiredis.h>
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -507,4 +510,114 @@ int ctl_webhooks_set_outbound(struct ctl *ctl, int argc, char **argv)
 out_free:
     free(sec.sealed);
     return rc;
+}
+
+static void print_refresh(const struct ctl *ctl, const struct oflow_result *r)
+{
+    char at[32] = "";
+    if (r->expires_at_ms > 0)
+        cs_rfc3339_s(r->expires_at_ms, at);
+    if (ctl->json) {
+        json_t *o = json_pack(
+            "{s:s,s:s?,s:s,s:s,s:s?,s:b,s:b,s:i}", "id", r->connection_id,
+            "provider", r->provider[0] ? r->provider : NULL, "result",
+            oflow_status_name(r->status), "message", r->message,
+            "expires_at", at[0] ? at : NULL, "rotated", r->rotated,
+            "applied_pending", r->applied_pending, "token_requests",
+            r->token_requests);
+        if (r->error[0])
+            json_object_set_new(o, "error", json_string(r->error));
+        if (r->http_status)
+            json_object_set_new(o, "http_status",
+                                json_integer(r->http_status));
+        if (r->retry_after_ms >= 0 && r->status == OFLOW_TRANSIENT)
+            json_object_set_new(o, "retry_after_ms",
+                                json_integer(r->retry_after_ms));
+        char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        puts(s);
+        free(s);
+        json_decref(o);
+        return;
+    }
+    switch (r->status) {
+    case OFLOW_REFRESHED:
+    case OFLOW_FRESH:
+        printf("%s %s: %s\n", oflow_status_name(r->status), r->connection_id,
+               r->message);
+        break;
+    default:
+        ctl_fail(CTL_FAIL, "cannot refresh connection '%s': %s",
+                 r->connection_id, r->message);
+        break;
+    }
+}
+
+int ctl_connections_refresh(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections refresh CONNECTION_ID [--force] "
+        "[--json]\n\n"
+        "Refresh an OAuth connection's tokens now, under the same Redis lock\n"
+        "as the workers and the scheduler: a token still valid for longer\n"
+        "than CALLSYNC_OAUTH_REFRESH_MARGIN_S is kept unless --force is\n"
+        "given (which also retries an expired connection). A refresh token\n"
+        "the provider refuses marks the connection expired, with the reason\n"
+        "in last_error. Exit codes: 0 refreshed or still valid, 1 failed or\n"
+        "refused, 2 usage or configuration, 3 not found.\n";
+    bool force = false;
+    const struct ctl_opt opts[] = {{"force", NULL, &force}};
+    const char *pos[1] = {NULL};
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 1, &npos, usage);
+    if (!pos[0]) {
+        fputs(usage, stderr);
+        return ctl_fail(CTL_USAGE, "connections refresh needs a "
+                        "CONNECTION_ID");
+    }
+    if (!ctl_is_uuid(pos[0]))
+        return ctl_fail(CTL_USAGE, "invalid connection id '%s'", pos[0]);
+    struct cs_keyring *kr = open_keyring(ctl);
+    if (!kr)
+        return CTL_USAGE;
+    int rc = ctl_db(ctl);
+    if (rc) {
+        cs_keyring_free(kr);
+        return rc;
+    }
+    struct cs_err err = {0};
+    struct redisContext *redis = oflow_redis_connect(
+        ctl->cfg.redis_url, ctl->cfg.oauth_timeout_ms + 5000, &err);
+    if (!redis) {
+        cs_keyring_free(kr);
+        return ctl_fail(CTL_FAIL, "cannot refresh: %s (the refresh lock "
+                        "lives in Redis)", err.msg);
+    }
+    struct oflow_env env = {
+        .kr = kr,
+        .clients = ctl->cfg.oauth_clients,
+        .base_urls = ctl->cfg.oauth_base_urls,
+        .jwt_key_pem = ctl->cfg.salesforce_jwt_key[0]
+                           ? ctl->cfg.salesforce_jwt_key
+                           : NULL,
+        .timeout_ms = ctl->cfg.oauth_timeout_ms,
+    };
+    struct oflow_opts o = {
+        .force = force,
+        .min_valid_ms = (int64_t)ctl->cfg.oauth_refresh_margin_s * 1000,
+        .stale_expires_ms = -1,
+    };
+    struct oflow_result res;
+    oflow_run_blocking(&env, ctl->pg, redis, pos[0], &o, &res);
+    redisFree(redis);
+    cs_keyring_free(kr);
+    print_refresh(ctl, &res);
+    switch (res.status) {
+    case OFLOW_REFRESHED:
+    case OFLOW_FRESH:
+        return CTL_OK;
+    case OFLOW_INVALID:
+        return res.code == CS_ENOENT ? CTL_NOTFOUND : CTL_USAGE;
+    default:
+        return CTL_FAIL;
+    }
 }

@@ -35,6 +35,8 @@ static const struct ctl_cmd cmds[] = {
     {"dead", "purge", ctl_dead_purge, "delete dead letters for good"},
     {NULL, "trace", ctl_trace,
      "every job and step attempt of one call"},
+    {"connections", "refresh", ctl_connections_refresh,
+     "refresh a connection's OAuth tokens now"},
 };
 
 static void print_usage(FILE *f, const char *group)

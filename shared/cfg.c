@@ -183,6 +183,22 @@ static const struct cfg_row rows[] = {
     S("sync_log_retention", "CALLSYNC_SYNC_LOG_RETENTION", sync_log_retention,
       "90d", false, "integration_sync_logs rows older than this are deleted "
                     "and counted; 0: keep them"),
+    S("oauth_clients", "CALLSYNC_OAUTH_CLIENTS", oauth_clients, "", true,
+      "OAuth apps per provider: provider=client_id:client_secret[,...] "
+      "(google, hubspot, salesforce, calendly, gohighlevel, zoho, "
+      "microsoft)"),
+    S("oauth_base_urls", "CALLSYNC_OAUTH_BASE_URLS", oauth_base_urls, "",
+      false, "token endpoint origin overrides: provider=url[,provider=url] "
+             "(the sandbox)"),
+    S("salesforce_jwt_key", "CALLSYNC_SALESFORCE_JWT_KEY", salesforce_jwt_key,
+      "", true, "PEM RSA private key for Salesforce's JWT bearer flow "
+                "(usually through _FILE)"),
+    I("oauth_timeout_ms", "CALLSYNC_OAUTH_TIMEOUT_MS", oauth_timeout_ms,
+      "15000", 100, 120000, "timeout of a token request; the refresh lock "
+                            "lives 10 s longer"),
+    I("oauth_refresh_margin_s", "CALLSYNC_OAUTH_REFRESH_MARGIN_S",
+      oauth_refresh_margin_s, "300", 0, 86400,
+      "tokens expiring within this margin are refreshed ahead"),
 };
 
 static char **str_at(struct cfg *c, const struct cfg_row *r)

@@ -71,6 +71,12 @@ struct cfg {
     char *dead_retention;        /* duration ("30d"); "0": no age limit */
     int dead_max;                /* per shard; 0: no count limit */
     char *sync_log_retention;    /* duration ("90d"); "0": keep forever */
+
+    char *oauth_clients;         /* secret: "provider=id:secret[,...]" */
+    char *oauth_base_urls;       /* "provider=url[,...]" (the sandbox) */
+    char *salesforce_jwt_key;    /* secret: PEM RSA key (JWT bearer) */
+    int oauth_timeout_ms;
+    int oauth_refresh_margin_s;
 };
 
 /*

@@ -910,6 +910,7 @@ Test(sandbox, records_requests_stats_and_reset)
                 "\"retell\":{\"total\":0,\"by_status\":{}},"
                 "\"custom\":{\"total\":0,\"by_status\":{}},"
                 "\"gohighlevel\":{\"total\":0,\"by_status\":{}},"
+                "\"oauth\":{\"total\":0,\"by_status\":{}},"
                 "\"other\":{\"total\":1,\"by_status\":{\"404\":1}}}}");
     cr_expect_eq(req("GET", "/_sandbox/records?provider=zapier&type=contacts",
                      NULL, NULL)

@@ -31,12 +31,12 @@
 #include <strings.h>
 
 static const char *const provider_names[SB_P_COUNT] = {
-    "hubspot", "zapier", "retell", "custom", "gohighlevel", "other",
-    "sandbox"};
+    "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
+    "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
-                                              "/gohighlevel"};
+                                              "/gohighlevel", "/oauth"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -229,6 +229,7 @@ void sb_reset(struct sb *s)
     json_object_clear(s->idem);
     s->custom_next = 1;
     s->prng = s->seed;
+    oauth_reset(s->oauth);
 }
 
 void sb_free(struct sb *s)
@@ -241,6 +242,7 @@ void sb_free(struct sb *s)
     json_decref(s->retell_calls);
     json_decref(s->custom);
     json_decref(s->idem);
+    oauth_free(s->oauth);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -298,7 +300,7 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel or *");
+                              "custom, gohighlevel, oauth or *");
             return false;
         }
     }
@@ -406,6 +408,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_ZAPIER: return zap_error_body(status);
     case SB_P_RETELL: return retell_error_body(status);
     case SB_P_GHL: return ghl_error_body(status);
+    case SB_P_OAUTH: return oauth_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -688,6 +691,8 @@ static void control(struct sb *s, const struct sb_req *rq,
         control_requests(s, rq, out);
     } else if (strcmp(p, "/stats") == 0 && get) {
         control_stats(s, out);
+    } else if (strncmp(p, "/oauth/", 7) == 0) {
+        oauth_control(s, rq, out);
     } else if (strcmp(p, "/health") == 0 && get) {
         sb_resp_json(out, 200, json_pack("{s:s}", "status", "ok"));
     } else {
@@ -735,6 +740,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_RETELL: retell_handle(s, rq, out); break;
         case SB_P_CUSTOM: custom_handle(s, rq, out); break;
         case SB_P_GHL: ghl_handle(s, rq, out); break;
+        case SB_P_OAUTH: oauth_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

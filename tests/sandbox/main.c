@@ -6,6 +6,8 @@
  *                    [--hubspot-token T]... [--hubspot-rate N] [--seed N]
  *                    [--gohighlevel-token T]... [--gohighlevel-rate N]
  *                    [--gohighlevel-daily N]
+ *                    [--oauth-client PROVIDER=ID:SECRET]...
+ *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -30,6 +32,8 @@ static void usage(FILE *f)
                "[--latency-ms N] [--hubspot-token T]... [--hubspot-rate N] "
                "[--seed N] [--gohighlevel-token T]... [--gohighlevel-rate N] "
                "[--gohighlevel-daily N] "
+               "[--oauth-client PROVIDER=ID:SECRET]... "
+               "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -96,6 +100,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
+        } else if (oauth_option(s, a, val)) {
+            /* token endpoints: clients, rotation, JWT key */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;

@@ -13,6 +13,7 @@
  *   hubspot.c  HubSpot CRM v3 objects, search, workflow enrolment
  *   others.c   Zapier, Retell and custom REST
  *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
+ *   oauth.c    the providers' OAuth 2.0 token endpoints
  *
  * Everything runs on one event loop; no locks.
  */
@@ -38,6 +39,7 @@ enum sb_provider {
     SB_P_RETELL,
     SB_P_CUSTOM,
     SB_P_GHL,
+    SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -102,6 +104,7 @@ struct sb_logged {
 
 struct sb_hubspot;
 struct sb_ghl;
+struct sb_oauth;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -130,6 +133,7 @@ struct sb {
     json_t *custom;        /* array */
     json_t *idem;          /* Idempotency-Key -> {"status","body"} */
     long long custom_next;
+    struct sb_oauth *oauth;  /* token endpoints: clients, grants, counters */
 };
 
 /* ---- server.c ----------------------------------------------------------- */
@@ -200,6 +204,20 @@ void ghl_rate_headers(struct sb *s, struct sb_resp *out);
 /* Records of one type ("contacts", "notes", "appointments",
  * "opportunities", "enrollments"), or NULL. */
 json_t *ghl_records(struct sb *s, const char *type);
+/* ---- oauth.c ------------------------------------------------------------ */
+
+struct sb_oauth *oauth_new(void);
+/* Forget grants and counters, keep the configuration. */
+void oauth_reset(struct sb_oauth *o);
+void oauth_free(struct sb_oauth *o);
+/* A command-line option (--oauth-client P=ID:SECRET, --oauth-rotate P,
+ * --salesforce-jwt-key PATH); false when it is not one or is invalid. */
+bool oauth_option(struct sb *s, const char *flag, const char *val);
+void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* /_sandbox/oauth/...: grants, revocation, counters. */
+void oauth_control(struct sb *s, const struct sb_req *rq,
+                   struct sb_resp *out);
+json_t *oauth_error_body(int status);
 
 const char *sb_reason(int status);
 
