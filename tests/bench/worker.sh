@@ -3,26 +3,31 @@
 #
 # Starts a private Redis (AOF on, appendfsync everysec) and PostgreSQL,
 # builds a Release worker, sandbox and generator, connects one agent to a
-# Zapier catch hook served by callsync-sandbox, and enqueues jobs straight
-# into Redis in the format ingest writes (callsync-benchgen jobs). Zapier is
-# one step, one POST per job. The connection's rate limit is set to
-# 1000000/1s (the most the limiter accepts), so the limiter still runs for
-# every job but never makes one wait. Scenarios:
-#   a. BENCH_A_JOBS (100000) jobs pre-filled, then the worker started: the
-#      drain rate against a sandbox that answers at once (queue overhead);
-#   b. BENCH_B_JOBS (20000) jobs with 20 ms sandbox latency: first
-#      pre-filled (capacity, jobs/s), then paced at BENCH_B_RATE (8000/s)
-#      into a running worker (enqueue-to-done p50/p99);
-#   c. as the paced run of b, with 10 % of answers 429 + Retry-After: 1:
-#      time until all are done, and duplicate deliveries at the sandbox;
-#   h. BENCH_H_JOBS (2000, 0 to skip) HubSpot jobs pre-filled, 20 ms
-#      latency: contact, note, meeting (3 POSTs) per job.
-# Prints jobs/s, latency, the worker's peak RSS (VmHWM) and the CPU time of
-# worker, Redis and sandbox in each scenario.
+# Zapier catch hook (and a HubSpot account) served by callsync-sandbox, and
+# enqueues jobs straight into Redis in the format ingest writes
+# (callsync-benchgen jobs). Zapier is one step, one POST per job. Both
+# connections have rate_limit 1000000/1s (the most the limiter accepts):
+# the limiter still runs for every request but never makes one wait.
+# Scenarios, each with a fresh worker:
+#   a.  BENCH_A_JOBS (100000) jobs pre-filled, then the worker started: the
+#       drain rate against a sandbox that answers at once (queue overhead);
+#   b.  BENCH_B_JOBS (20000) jobs with BENCH_LATENCY_MS (20) of sandbox
+#       latency, pre-filled (capacity);
+#   bp. the same paced at BENCH_B_RATE (8000) jobs/s into a running worker
+#       (enqueue-to-done latency at that offered load);
+#   bl. a quarter of them paced at BENCH_B_LIGHT_RATE (2000)/s (latency
+#       below capacity);
+#   c.  as bp, with 10 % of answers 429 + Retry-After: 1: time until all
+#       are done, and duplicate deliveries at the sandbox;
+#   h.  BENCH_H_JOBS (2000, 0 skips) HubSpot jobs pre-filled, same latency:
+#       contact search + create, then note: 3 requests per job.
+# Prints jobs/s, latency, the worker's peak RSS (VmHWM), CPU per job of
+# worker, Redis, PostgreSQL (sync logs) and sandbox, and Redis commands per
+# job.
 #   BENCH_INFLIGHT (512) and BENCH_HOST_CONNS (256): CALLSYNC_WORKER_INFLIGHT
 #   and CALLSYNC_WORKER_HOST_CONNS; BENCH_LOG_LEVEL (info: a line per job,
-#   as in production); BENCH_LATENCY_MS (20); BENCH_TIMEOUT_S
-#   (180) per scenario; BENCH_BUILD_DIR (build-bench, Release).
+#   as in production); BENCH_TIMEOUT_S (300) per scenario; BENCH_BUILD_DIR
+#   (build-bench, configured as Release on first use).
 set -euo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 cd "$CS_ROOT"
@@ -30,12 +35,13 @@ cd "$CS_ROOT"
 A_JOBS=${BENCH_A_JOBS:-100000}
 B_JOBS=${BENCH_B_JOBS:-20000}
 B_RATE=${BENCH_B_RATE:-8000}
+BL_RATE=${BENCH_B_LIGHT_RATE:-2000}
 H_JOBS=${BENCH_H_JOBS:-2000}
 LATENCY=${BENCH_LATENCY_MS:-20}
 INFLIGHT=${BENCH_INFLIGHT:-512}
 HOST_CONNS=${BENCH_HOST_CONNS:-256}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-info}
-TIMEOUT_S=${BENCH_TIMEOUT_S:-180}
+TIMEOUT_S=${BENCH_TIMEOUT_S:-300}
 BUILD=${BENCH_BUILD_DIR:-$CS_ROOT/build-bench}
 FIXTURE=tests/fixtures/retell/call_analyzed.json
 HS_TOKEN=pat-na1-bench-0000
@@ -52,15 +58,27 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cs_stack_up "$dir"
 . "$dir/env"
 export CALLSYNC_ENCRYPTION_KEYS=$(cs_dev_keys)
 export CALLSYNC_LOG_LEVEL=warn
 rcli() { redis-cli -p "$CALLSYNC_STACK_REDIS_PORT" "$@"; }
 now_ms() { date +%s%3N; }
-# CPU seconds (user + system) a process has used so far.
-cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-sub() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
+hz=$(getconf CLK_TCK)
+# CPU ticks (user + system) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The same for this stack's PostgreSQL: the postmaster and its children.
+pg_ticks() {
+  local pm t=0 p
+  pm=$(head -n 1 "$dir/pg/data/postmaster.pid")
+  for p in "$pm" $(pgrep -P "$pm"); do
+    t=$((t + $(ticks "$p" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+# Microseconds of CPU per job from a tick difference.
+per_job() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.0f", t / hz * 1e6 / n}'; }
 
 "$bin/callsyncctl" migrate >/dev/null
 org=$("$bin/callsyncctl" orgs add "Bench Roofing")
@@ -93,11 +111,11 @@ start_worker() {
 }
 stop_worker() {
   kill -TERM "$worker_pid"
-  wait "$worker_pid" || { echo "worker exited with $?" >&2; exit 1; }
+  wait "$worker_pid" || { echo "worker exited with $?; see $dir/worker.log" >&2; exit 1; }
   worker_pid=""
 }
-# Wait until every job of the provider's stream finished (stream and
-# delayed set empty); benchgen polls on one connection every 10 ms.
+# Until every job of the provider's stream finished (stream and delayed
+# set empty); benchgen polls on one connection every 10 ms.
 wait_drained() {
   "$bin/callsync-benchgen" wait --redis "$CALLSYNC_REDIS_URL" --provider "$1" \
     --timeout "$TIMEOUT_S" || { echo "see $dir/worker.log" >&2; exit 1; }
@@ -110,43 +128,56 @@ enqueue() { # provider connection count rate label
 report() { "$bin/callsync-benchgen" report --redis "$CALLSYNC_REDIS_URL" --in "$dir/$1.ids" >"$dir/$1.rep"; }
 val() { awk -F= -v k="$2" '$1 == k {print $2}' "$dir/$1.rep"; }
 rss() { awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$worker_pid/status"; }
+# Redis commands (those run inside scripts included) and their execution
+# time (µs) since the last RESETSTAT, without the benchmark's own: its
+# polling, and for a paced run the HSETNX + XADD of each job it enqueued.
+redis_cmds() { # jobs enqueued during the count
+  rcli INFO commandstats | tr -d '\r' | awk -F'[:=,]' -v enq="$1" '
+    /^cmdstat_(xlen|zcard|config|info|ping|hsetnx)/ {next}
+    /^cmdstat_xadd/ {x = $3 > enq ? $3 - enq : 0; u += $3 ? $5 * x / $3 : 0; c += x; next}
+    /^cmdstat_/ {c += $3; u += $5}
+    END {print c + 0, u + 0}'
+}
 dupes() { # records distinct, for the provider's records
   sb GET "records?provider=$1&type=$2&count=1&distinct=$3" |
     jq -r '"\(.count) \(.distinct)"'
 }
-faults() { sb POST faults "$1" >/dev/null; }
 
 declare -A R
 # run_scenario label provider connection count rate(0: pre-filled) latency faults
 run_scenario() {
   local label=$1 provider=$2 conn=$3 count=$4 rate=$5 lat=$6 rules=$7
   sb POST reset >/dev/null
-  faults "$rules"
+  sb POST faults "$rules" >/dev/null
   cs_say "$label: $count $provider jobs, ${lat} ms latency, $( [ "$rate" = 0 ] && echo pre-filled || echo "paced at $rate/s")"
-  local w0 r0 s0 t0
+  local r0 s0 p0 t0
   if [ "$rate" = 0 ]; then
     enqueue "$provider" "$conn" "$count" 0 "$label"
-    r0=$(cpu "$redis_pid"); s0=$(cpu "$sandbox_pid")
+    rcli CONFIG RESETSTAT >/dev/null
+    r0=$(ticks "$redis_pid"); s0=$(ticks "$sandbox_pid"); p0=$(pg_ticks)
     t0=$(now_ms)
     start_worker "$label"
   else
     start_worker "$label"
-    sleep 0.5 # connected, group created, first XREADGROUP blocking
-    r0=$(cpu "$redis_pid"); s0=$(cpu "$sandbox_pid")
+    sleep 0.5 # connected, groups created, first XREADGROUP waiting
+    rcli CONFIG RESETSTAT >/dev/null
+    r0=$(ticks "$redis_pid"); s0=$(ticks "$sandbox_pid"); p0=$(pg_ticks)
     t0=$(now_ms)
     enqueue "$provider" "$conn" "$count" "$rate" "$label"
   fi
   wait_drained "$provider"
-  R[$label.wcpu]=$(cpu "$worker_pid")
-  R[$label.rcpu]=$(sub "$r0" "$(cpu "$redis_pid")")
-  R[$label.scpu]=$(sub "$s0" "$(cpu "$sandbox_pid")")
+  local wt rt st pt cmds usec
+  wt=$(ticks "$worker_pid"); rt=$(($(ticks "$redis_pid") - r0))
+  st=$(($(ticks "$sandbox_pid") - s0))
+  read -r cmds usec <<<"$(redis_cmds "$( [ "$rate" = 0 ] && echo 0 || echo "$count")")"
   R[$label.rss]=$(rss)
   stop_worker
+  sleep 0.3 # the last sync-log batch
+  pt=$(($(pg_ticks) - p0))
   report "$label"
   local fin_last fin_first done
   fin_last=$(val "$label" fin_last_ms); fin_first=$(val "$label" fin_first_ms)
   done=$(val "$label" done)
-  R[$label.t0]=$t0
   R[$label.wall]=$(awk -v a="$t0" -v b="$fin_last" 'BEGIN {printf "%.2f", (b - a) / 1000}')
   R[$label.rate]=$(awk -v n="$done" -v a="$t0" -v b="$fin_last" 'BEGIN {printf "%.0f", n / ((b - a) / 1000)}')
   R[$label.steady]=$(awk -v n="$done" -v a="$fin_first" -v b="$fin_last" 'BEGIN {if (b > a) printf "%.0f", (n - 1) / ((b - a) / 1000); else print "-"}')
@@ -156,6 +187,8 @@ run_scenario() {
   R[$label.p50]=$(val "$label" p50_ms)
   R[$label.p99]=$(val "$label" p99_ms)
   R[$label.max]=$(val "$label" max_ms)
+  R[$label.cpu]="$(per_job "$wt" "$count") / $(per_job "$rt" "$count") / $(per_job "$pt" "$count") / $(per_job "$st" "$count")"
+  R[$label.redis]="$(awk -v c="$cmds" -v n="$count" 'BEGIN {printf "%.1f", c / n}') / $(awk -v u="$usec" -v n="$count" 'BEGIN {printf "%.0f", u / n}')"
 }
 
 lat_rule() { echo "{\"provider\":\"*\",\"latency_ms\":$1}"; }
@@ -166,6 +199,9 @@ run_scenario b zapier "$zap" "$B_JOBS" 0 "$LATENCY" "[$(lat_rule "$LATENCY")]"
 read -r b_rec b_dist <<<"$(dupes zapier hooks idempotency_key)"
 run_scenario bp zapier "$zap" "$B_JOBS" "$B_RATE" "$LATENCY" "[$(lat_rule "$LATENCY")]"
 read -r bp_rec bp_dist <<<"$(dupes zapier hooks idempotency_key)"
+BL_JOBS=$(( (B_JOBS + 3) / 4 ))
+run_scenario bl zapier "$zap" "$BL_JOBS" "$BL_RATE" "$LATENCY" "[$(lat_rule "$LATENCY")]"
+read -r bl_rec bl_dist <<<"$(dupes zapier hooks idempotency_key)"
 run_scenario c zapier "$zap" "$B_JOBS" "$B_RATE" "$LATENCY" \
   "[{\"provider\":\"zapier\",\"status\":429,\"retry_after_s\":1,\"probability\":0.1,\"latency_ms\":$LATENCY},$(lat_rule "$LATENCY")]"
 read -r c_rec c_dist <<<"$(dupes zapier hooks idempotency_key)"
@@ -179,28 +215,31 @@ fi
 
 row() { # label description
   local l=$1
-  printf '| %-44s | %7s | %7s | %7s | %6s | %6s | %8s | %5s / %5s / %5s |\n' "$2" \
-    "${R[$l.done]}" "${R[$l.rate]}" "${R[$l.steady]}" "${R[$l.p50]}" "${R[$l.p99]}" \
-    "${R[$l.rss]}" "${R[$l.wcpu]}" "${R[$l.rcpu]}" "${R[$l.scpu]}"
+  printf '| %-42s | %6s | %6s | %6s | %6s | %6s | %5s | %-22s | %-10s |\n' "$2" \
+    "${R[$l.done]}" "${R[$l.rate]}" "${R[$l.steady]}" "${R[$l.p50]}" \
+    "${R[$l.p99]}" "${R[$l.rss]}" "${R[$l.cpu]}" "${R[$l.redis]}"
 }
 cat <<OUT
 
-callsync-worker benchmark ($(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'), load before: $(cut -d' ' -f1-3 /proc/loadavg))
-worker: CALLSYNC_WORKER_INFLIGHT=$INFLIGHT, CALLSYNC_WORKER_HOST_CONNS=$HOST_CONNS, log level $LOG_LEVEL; Redis AOF everysec; one Zapier connection, rate_limit 1000000/1s (limiter runs, never waits)
-jobs/s: done / (last finished_at - start), start = worker launch (pre-filled) or first enqueue (paced); steady: between first and last finish
-latency: first_enqueued_at to finished_at (ms resolution); CPU s: worker (whole run) / Redis / sandbox
+callsync-worker benchmark: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before: $load_before
+worker: CALLSYNC_WORKER_INFLIGHT=$INFLIGHT, CALLSYNC_WORKER_HOST_CONNS=$HOST_CONNS, log level $LOG_LEVEL; Redis AOF everysec
+connections: rate_limit 1000000/1s (the limiter runs for every request, never waits)
+jobs/s: done / (last finished_at - start); start = worker launch (pre-filled) or first enqueue (paced); steady: first to last finish
+latency: first_enqueued_at to finished_at, ms; RSS: worker VmHWM, MiB; CPU: µs per job (worker, Redis, PostgreSQL, sandbox)
+Redis: commands per job (those run by scripts included) / µs of Redis command time per job
 
-| scenario                                     |    done |  jobs/s |  steady | p50 ms | p99 ms | RSS MiB | CPU s worker/redis/sandbox |
-|----------------------------------------------|--------:|--------:|--------:|-------:|-------:|---------:|---------------------:|
+| scenario                                   |   done | jobs/s | steady | p50 ms | p99 ms |   RSS | CPU worker/redis/pg/sb | Redis      |
+|--------------------------------------------|-------:|-------:|-------:|-------:|-------:|------:|------------------------|------------|
 $(row a "a. Zapier, pre-filled, answers at once")
 $(row b "b. Zapier, pre-filled, ${LATENCY} ms latency")
-$(row bp "b. Zapier, paced ${B_RATE}/s, ${LATENCY} ms latency")
-$(row c "c. as b paced, 10 % 429 + Retry-After: 1")
-$( [ "$H_JOBS" -gt 0 ] && row h "h. HubSpot (3 steps), pre-filled, ${LATENCY} ms")
+$(row bp "b. Zapier, paced ${B_RATE}/s, ${LATENCY} ms")
+$(row bl "b. Zapier, paced ${BL_RATE}/s, ${LATENCY} ms")
+$(row c "c. paced ${B_RATE}/s, 10 % 429 + Retry-After 1")
+$( [ "$H_JOBS" -gt 0 ] && row h "h. HubSpot (3 requests), pre-filled, ${LATENCY} ms")
 
-a: $a_rec hooks received for $a_dist distinct jobs; dead ${R[a.dead]}, unfinished ${R[a.unfinished]}; drained in ${R[a.wall]} s
-b: $b_rec / $b_dist (pre-filled, ${R[b.wall]} s), $bp_rec / $bp_dist (paced, ${R[bp.wall]} s); dead ${R[b.dead]} / ${R[bp.dead]}
-c: all ${R[c.done]} done ${R[c.wall]} s after the first enqueue (paced enqueue takes $(awk -v n="$B_JOBS" -v r="$B_RATE" 'BEGIN {printf "%.1f", n / r}') s); $c_429 answers were 429; hooks $c_rec for $c_dist distinct jobs: duplicates $((c_rec - c_dist)); dead ${R[c.dead]}; p99 ${R[c.p99]} ms, max ${R[c.max]} ms
+a: $a_rec hooks for $a_dist distinct jobs; dead ${R[a.dead]}, unfinished ${R[a.unfinished]}; drained in ${R[a.wall]} s
+b: hooks/distinct jobs $b_rec/$b_dist (pre-filled, ${R[b.wall]} s), $bp_rec/$bp_dist (paced, ${R[bp.wall]} s), $bl_rec/$bl_dist (light, ${R[bl.wall]} s); dead ${R[b.dead]}/${R[bp.dead]}/${R[bl.dead]}
+c: all ${R[c.done]} done ${R[c.wall]} s after the first enqueue (the paced enqueue takes $(awk -v n="$B_JOBS" -v r="$B_RATE" 'BEGIN {printf "%.1f", n / r}') s); $c_429 answers were 429; $c_rec hooks for $c_dist distinct jobs: $((c_rec - c_dist)) duplicates; dead ${R[c.dead]}; max latency ${R[c.max]} ms
 OUT
 if [ "$H_JOBS" -gt 0 ]; then
   echo "h: $h_req HubSpot requests, $h_con contacts ($h_dist distinct phones), $h_notes notes for ${R[h.done]} jobs; dead ${R[h.dead]}"
