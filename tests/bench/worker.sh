@@ -68,11 +68,14 @@ now_ms() { date +%s%3N; }
 hz=$(getconf CLK_TCK)
 # CPU ticks (user + system) a process has used so far.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# The same for this stack's PostgreSQL: the postmaster and its children.
+# The same for this stack's PostgreSQL: the postmaster with the children
+# it has reaped (the worker's backend ends with the worker), and those
+# still running.
 pg_ticks() {
-  local pm t=0 p
+  local pm t p
   pm=$(head -n 1 "$dir/pg/data/postmaster.pid")
-  for p in "$pm" $(pgrep -P "$pm"); do
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+  for p in $(pgrep -P "$pm"); do
     t=$((t + $(ticks "$p" 2>/dev/null || echo 0)))
   done
   echo "$t"
