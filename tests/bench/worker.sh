@@ -222,6 +222,8 @@ row() { # label description
     "${R[$l.done]}" "${R[$l.rate]}" "${R[$l.steady]}" "${R[$l.p50]}" \
     "${R[$l.p99]}" "${R[$l.rss]}" "${R[$l.cpu]}" "${R[$l.redis]}"
 }
+hrow=""
+[ "$H_JOBS" -gt 0 ] && hrow=$(row h "h. HubSpot (3 requests), pre-filled, ${LATENCY} ms")
 cat <<OUT
 
 callsync-worker benchmark: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), load average before: $load_before
@@ -238,8 +240,8 @@ $(row b "b. Zapier, pre-filled, ${LATENCY} ms latency")
 $(row bp "b. Zapier, paced ${B_RATE}/s, ${LATENCY} ms")
 $(row bl "b. Zapier, paced ${BL_RATE}/s, ${LATENCY} ms")
 $(row c "c. paced ${B_RATE}/s, 10 % 429 + Retry-After 1")
-$( [ "$H_JOBS" -gt 0 ] && row h "h. HubSpot (3 requests), pre-filled, ${LATENCY} ms")
-
+${hrow:+$hrow
+}
 a: $a_rec hooks for $a_dist distinct jobs; dead ${R[a.dead]}, unfinished ${R[a.unfinished]}; drained in ${R[a.wall]} s
 b: hooks/distinct jobs $b_rec/$b_dist (pre-filled, ${R[b.wall]} s), $bp_rec/$bp_dist (paced, ${R[bp.wall]} s), $bl_rec/$bl_dist (light, ${R[bl.wall]} s); dead ${R[b.dead]}/${R[bp.dead]}/${R[bl.dead]}
 c: all ${R[c.done]} done ${R[c.wall]} s after the first enqueue (the paced enqueue takes $(awk -v n="$B_JOBS" -v r="$B_RATE" 'BEGIN {printf "%.1f", n / r}') s); $c_429 answers were 429; $c_rec hooks for $c_dist distinct jobs: $((c_rec - c_dist)) duplicates; dead ${R[c.dead]}; max latency ${R[c.max]} ms
