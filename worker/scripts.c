@@ -9,11 +9,19 @@
  */
 #include "worker.h"
 
-/* KEYS: stream, job hash. ARGV: msg id, now, retention seconds. */
+/* KEYS: stream, job hash. ARGV: msg id, now, retention seconds, and, when
+ * the last step has just finished, its checkpoint field, its value and its
+ * in-flight mark (checkpointed and unmarked here, in the same step). */
 const char wrk_finish_lua[] =
     "redis.call('XACK', KEYS[1], 'workers', ARGV[1])\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('HSET', KEYS[2], 'state', 'done', 'finished_at', ARGV[2])\n"
+    "if ARGV[6] then\n"
+    "  redis.call('HSET', KEYS[2], 'state', 'done', 'finished_at', ARGV[2],\n"
+    "             ARGV[4], ARGV[5])\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[6])\n"
+    "else\n"
+    "  redis.call('HSET', KEYS[2], 'state', 'done', 'finished_at', ARGV[2])\n"
+    "end\n"
     "redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))\n"
     "return 1\n";
 

@@ -625,6 +625,33 @@ Test(sandbox, zapier_catch_hook)
                  405);
 }
 
+/* A hook record keeps the request's Idempotency-Key, so a count of
+ * records against distinct keys shows duplicate deliveries. */
+Test(sandbox, zapier_duplicates_counted_by_idempotency_key)
+{
+    static const char *const keys[] = {"job1:hook", "job2:hook", "job1:hook",
+                                        NULL};
+    for (size_t i = 0; i < CS_ARRAY_LEN(keys); i++) {
+        char *h = keys[i] ? xasprintf("Idempotency-Key: %s\r\n", keys[i])
+                          : NULL;
+        cr_expect_eq(req("POST", "/zapier/hooks/catch/1/h/", h, "{}").status,
+                     200);
+        free(h);
+    }
+    expect_json(get_json("/_sandbox/records?provider=zapier&type=hooks&"
+                         "count=1&distinct=idempotency_key"),
+                "{\"count\":4,\"distinct\":2}");
+    json_t *recs = get_json("/_sandbox/records?provider=zapier");
+    json_t *list = json_object_get(recs, "records");
+    cr_expect_str_eq(json_string_value(json_object_get(
+                         json_array_get(list, 0), "idempotency_key")),
+                     "job1:hook");
+    cr_expect(json_is_null(json_object_get(json_array_get(list, 3),
+                                           "idempotency_key")),
+              "a hook without the header records null");
+    json_decref(recs);
+}
+
 Test(sandbox, retell_create_phone_call)
 {
     static const char body[] =

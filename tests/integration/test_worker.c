@@ -73,6 +73,32 @@ Test(worker, every_call_reaches_every_connection_once, .init = setup_both)
     cr_expect_eq(records("hubspot", "notes"), 50);
     cr_expect_eq(records("zapier", "hooks"), 50);
     cr_expect_eq(dead_count(), 0);
+    /* Every job hash ends done, with its last step checkpointed and no
+     * in-flight mark left (the finish script writes both). */
+    redisReply *hashes = redisCommand(rc, "KEYS cs:{0}:job:*");
+    cr_assert(hashes && hashes->type == REDIS_REPLY_ARRAY);
+    cr_expect_eq(hashes->elements, 100);
+    for (size_t i = 0; i < hashes->elements; i++) {
+        redisReply *h = redisCommand(rc, "HGETALL %s",
+                                     hashes->element[i]->str);
+        cr_assert(h && h->type == REDIS_REPLY_ARRAY);
+        const char *state = NULL;
+        bool last = false, marked = false;
+        for (size_t k = 0; k + 1 < h->elements; k += 2) {
+            const char *f = h->element[k]->str;
+            if (strcmp(f, "state") == 0)
+                state = h->element[k + 1]->str;
+            last |= strcmp(f, "step:hook") == 0 ||
+                    strcmp(f, "step:note") == 0;
+            marked |= strncmp(f, "inflight:", 9) == 0;
+        }
+        cr_expect_str_eq(state, "done", "%s", hashes->element[i]->str);
+        cr_expect(last, "%s: last step not checkpointed",
+                  hashes->element[i]->str);
+        cr_expect(!marked, "%s: in-flight mark left", hashes->element[i]->str);
+        freeReplyObject(h);
+    }
+    freeReplyObject(hashes);
     /* Every step attempt is in the sync log. */
     usleep(1500000);
     char *n = it_sql(&db,

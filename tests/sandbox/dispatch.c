@@ -564,8 +564,9 @@ static void control_records(struct sb *s, const struct sb_req *rq,
     }
     /* ?count=1 answers {"count": n} instead of the records, and with
      * &distinct=<property> also how many distinct values of
-     * records[].properties.<property> there are: tests count duplicates
-     * without fetching thousands of records. */
+     * records[].properties.<property> there are (or, for records without
+     * properties such as Zapier's, of records[].<property>): tests count
+     * duplicates without fetching thousands of records. */
     char *count = sb_query_param(rq->query, "count");
     if (count && strcmp(count, "1") == 0) {
         char *prop = sb_query_param(rq->query, "distinct");
@@ -579,7 +580,7 @@ static void control_records(struct sb *s, const struct sb_req *rq,
             {
                 /* HubSpot keeps fields under "properties", the others
                  * at the top of the record. */
-                json_t *props = json_object_get(r, "properties");
+                const json_t *props = json_object_get(r, "properties");
                 const char *v = json_string_value(
                     json_object_get(props ? props : r, prop));
                 if (v)

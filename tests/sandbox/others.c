@@ -74,13 +74,16 @@ void zap_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     cs_uuid4(attempt);
     cs_uuid4(id);
     cs_uuid4(request_id);
+    /* Zapier ignores Idempotency-Key; the record keeps it so tests can
+     * count duplicate deliveries (distinct=idempotency_key). */
     json_array_append_new(
         s->zapier_hooks,
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I}", "id", id, "attempt",
-                  attempt, "request_id", request_id, "account", account,
-                  "hook", hook, "method",
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:s?,s:I}", "id", id,
+                  "attempt", attempt, "request_id", request_id, "account",
+                  account, "hook", hook, "method",
                   http_method_str((enum http_method)rq->method), "body",
-                  body_value(rq), "received_at_ms",
+                  body_value(rq), "idempotency_key",
+                  sb_header(rq, "idempotency-key"), "received_at_ms",
                   (json_int_t)rq->received_ms));
     if (silent) {
         out->status = 200;
