@@ -109,7 +109,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (ac == w->rc) {
         w->rc = NULL;
         w->rc_ready = false;
-        log_warn("redis_disconnected");
+        if (!w->stopping)
+            log_warn("redis_disconnected");
     } else if (ac == w->rb) {
         w->rb = NULL;
         w->rb_ready = false;
@@ -225,9 +226,11 @@ static struct wstream *stream_of(struct wrk *w, const char *key)
 }
 
 /* Run (or, when stopping, hand back) the entries of an XREADGROUP or
- * XAUTOCLAIM reply: [[id, [field, value, ...]], ...]. */
+ * XAUTOCLAIM reply: [[id, [field, value, ...]], ...]. Only claimed
+ * entries can be jobs already running here (XREADGROUP '>' delivers new
+ * entries only), so only they are checked against the running jobs. */
 static void take_entries(struct wrk *w, struct wstream *st,
-                         const redisReply *entries)
+                         const redisReply *entries, bool claimed)
 {
     for (size_t i = 0; entries && i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
@@ -255,7 +258,7 @@ static void take_entries(struct wrk *w, struct wstream *st,
                                   st->key, w->consumer, id, idle);
             continue;
         }
-        if (wrk_is_running(st, id))
+        if (claimed && wrk_is_running(st, id))
             continue; /* claimed back while still running here */
         wrk_job_start(w, st, id, job_id, raw);
     }
@@ -278,7 +281,7 @@ static void on_read(redisAsyncContext *ac, void *r, void *priv)
                 continue;
             struct wstream *st = stream_of(w, s->element[0]->str);
             if (st)
-                take_entries(w, st, s->element[1]);
+                take_entries(w, st, s->element[1], false);
         }
     }
     wrk_read_more(w);
@@ -338,7 +341,7 @@ static void on_claimed(redisAsyncContext *ac, void *r, void *priv)
             log_info("jobs_reclaimed", LOG_S("stream", c->st->key),
                      LOG_I("count", (long long)reply->element[1]->elements));
         }
-        take_entries(c->w, c->st, reply->element[1]);
+        take_entries(c->w, c->st, reply->element[1], true);
     }
     free(c);
 }
@@ -413,18 +416,22 @@ static void flush_logs(struct wrk *w)
         w->log_flushing = true;
         pga_query(
             w->pg,
+            /* Joined to the connection: rows of a connection deleted
+             * meanwhile are dropped, and organization_id comes along so
+             * the insert trigger need not look it up row by row. */
             "INSERT INTO integration_sync_logs (integration_connection_id, "
-            "call_id, operation_type, direction, status, error_message, "
-            "job_id, attempt, http_status, duration_ms, completed_at) "
-            "SELECT x.integration_connection_id, x.call_id, x.operation_type, "
-            "'outbound', x.status, x.error_message, x.job_id, x.attempt, "
-            "NULLIF(x.http_status, 0), x.duration_ms, x.completed_at FROM "
+            "organization_id, call_id, operation_type, direction, status, "
+            "error_message, job_id, attempt, http_status, duration_ms, "
+            "completed_at) "
+            "SELECT x.integration_connection_id, c.organization_id, "
+            "x.call_id, x.operation_type, 'outbound', x.status, "
+            "x.error_message, x.job_id, x.attempt, NULLIF(x.http_status, 0), "
+            "x.duration_ms, x.completed_at FROM "
             "json_to_recordset($1::json) AS x(integration_connection_id uuid, "
             "call_id text, operation_type text, status text, error_message "
             "text, job_id text, attempt int, http_status int, duration_ms int, "
-            "completed_at timestamptz) WHERE EXISTS (SELECT 1 FROM "
-            "integration_connections c WHERE c.id = "
-            "x.integration_connection_id)",
+            "completed_at timestamptz) JOIN integration_connections c ON "
+            "c.id = x.integration_connection_id",
             1, p, on_logs_written, w);
         free(rows);
     }
@@ -466,6 +473,9 @@ static void on_tick(EV_P_ ev_timer *t, int revents)
 
 /* ---- Stop ------------------------------------------------------------------ */
 
+/* After the jobs, how long a stopping worker waits for its sync logs. */
+#define DRAIN_LOG_WAIT_S 6.0
+
 static void on_final(redisAsyncContext *ac, void *r, void *priv)
 {
     CS_UNUSED(r);
@@ -474,20 +484,39 @@ static void on_final(redisAsyncContext *ac, void *r, void *priv)
     ev_break(w->loop, EVBREAK_ALL);
 }
 
+/* Sync-log rows still to write, in memory or in flight. */
+static bool logs_pending(const struct wrk *w)
+{
+    return w->log_flushing || json_array_size(w->log_rows) ||
+           json_array_size(w->synced_conns) || !pga_idle(w->pg);
+}
+
+/* Draining: wait for the jobs in flight (up to the grace period), hand
+ * back the rest, then wait for their sync-log rows to reach PostgreSQL
+ * (up to one database timeout more), then exit. */
 static void on_drain(EV_P_ ev_timer *t, int revents)
 {
     CS_UNUSED(revents);
     struct wrk *w = t->data;
-    bool over = ev_now(EV_A) - w->drain_started >
-                w->cfg->worker_grace_ms / 1000.0;
-    if (w->inflight > 0 && !over)
-        return;
-    ev_timer_stop(EV_A_ t);
-    flush_logs(w);
-    if (w->inflight > 0) {
-        log_warn("grace_period_over", LOG_I("jobs", (long long)w->inflight));
-        wrk_hand_back(w);
+    double since = ev_now(EV_A) - w->drain_started;
+    double grace = w->cfg->worker_grace_ms / 1000.0;
+    if (!w->drain_jobs_over) {
+        if (w->inflight > 0 && since <= grace)
+            return;
+        w->drain_jobs_over = true;
+        if (w->inflight > 0) {
+            log_warn("grace_period_over",
+                     LOG_I("jobs", (long long)w->inflight));
+            wrk_hand_back(w);
+        }
     }
+    flush_logs(w);
+    if (logs_pending(w) && since <= grace + DRAIN_LOG_WAIT_S)
+        return;
+    if (logs_pending(w))
+        log_warn("sync_logs_not_written_at_exit",
+                 LOG_I("rows", (long long)json_array_size(w->log_rows)));
+    ev_timer_stop(EV_A_ t);
     if (w->rc)
         redisAsyncCommand(w->rc, on_final, NULL, "PING");
     else
@@ -628,6 +657,7 @@ int wrk_start(struct wrk *w)
 
 void wrk_stop(struct wrk *w)
 {
+    w->stopping = true; /* the disconnects that follow are ours */
     wrk_metrics_stop(w);
     ev_timer_stop(w->loop, &w->tick);
     ev_timer_stop(w->loop, &w->reconnect);

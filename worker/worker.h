@@ -96,6 +96,8 @@ struct wrk {
 
     bool reading;              /* an XREADGROUP is outstanding */
     bool draining;
+    bool drain_jobs_over;      /* jobs finished or handed back */
+    bool stopping;             /* wrk_stop runs: disconnects are expected */
     size_t inflight;           /* jobs running */
     ev_timer tick;             /* promote, reclaim, flush */
     ev_timer drain_timer;

@@ -240,6 +240,50 @@ Test(worker, sigterm_under_load_loses_nothing, .init = setup_slow)
     cr_expect_eq(records("hubspot", "notes"), 400);
 }
 
+/* A worker stopped while its sync-log insert is held up (the table is
+ * locked by another session) still writes every row before it exits:
+ * one success row per step, none lost. */
+Test(worker, sigterm_while_sync_logs_are_slow_keeps_them,
+     .init = setup_hubspot)
+{
+    start_worker(64);
+    post_calls(0, 30);
+    want_notes = 10;
+    wait_until(notes_reached, 60000, "10 notes");
+    PGconn *lock = PQconnectdb(db.url);
+    cr_assert(PQstatus(lock) == CONNECTION_OK);
+    PQclear(PQexec(lock, "BEGIN"));
+    PGresult *lr = PQexec(lock, "LOCK TABLE integration_sync_logs IN "
+                                "EXCLUSIVE MODE");
+    cr_assert(PQresultStatus(lr) == PGRES_COMMAND_OK);
+    PQclear(lr);
+    want_notes = 30;
+    wait_until(notes_reached, 60000, "30 notes");
+    usleep(600000); /* a flush is now waiting on the lock */
+    kill(worker_pid, SIGTERM);
+    usleep(1000000);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    cr_expect_eq(it_stop(worker_pid, SIGTERM, 15000), 0);
+    worker_pid = 0;
+    char *n = it_sql(&db,
+                     "SELECT count(*)::text FROM integration_sync_logs "
+                     "WHERE status = 'success' AND operation_type IN "
+                     "('contact', 'note')",
+                     0, NULL);
+    cr_expect_str_eq(n, "60", "sync-log rows written before exit");
+    free(n);
+    char *org_ok = it_sql(&db,
+                          "SELECT (count(*) FILTER (WHERE l.organization_id "
+                          "= c.organization_id))::text FROM "
+                          "integration_sync_logs l JOIN "
+                          "integration_connections c ON c.id = "
+                          "l.integration_connection_id",
+                          0, NULL);
+    cr_expect_str_eq(org_ok, "60", "every row carries its organisation");
+    free(org_ok);
+}
+
 static bool one_parked(void)
 {
     return it_redis_int(rc, "DBSIZE") > 0 &&
