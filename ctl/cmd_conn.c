@@ -160,13 +160,15 @@ struct conn_args {
     struct secret sec[S_COUNT];
 };
 
-static int validate_conn(const struct conn_args *a)
+/* The checks of add's options; with identity also --agent and --type
+ * (update changes neither). */
+static int validate_conn(const struct conn_args *a, bool identity)
 {
-    if (!a->agent || !a->type)
+    if (identity && (!a->agent || !a->type))
         return ctl_fail(CTL_USAGE, "connections add needs --agent and --type");
-    if (!ctl_is_uuid(a->agent))
+    if (identity && !ctl_is_uuid(a->agent))
         return ctl_fail(CTL_USAGE, "invalid agent id '%s'", a->agent);
-    if (!ctl_in_list(a->type, conn_types))
+    if (identity && !ctl_in_list(a->type, conn_types))
         return ctl_fail(CTL_USAGE, "unknown connection type '%s'", a->type);
     if (a->auth && !ctl_in_list(a->auth, auth_types))
         return ctl_fail(CTL_USAGE, "unknown auth type '%s': expected oauth, "
@@ -204,6 +206,44 @@ static const char *infer_auth(const struct conn_args *a)
     return "none";
 }
 
+/* The options of connections add (with_identity: --agent, --type and
+ * --auth too) and connections update, pointing into *a. */
+#define CONN_OPTS_MAX 19
+static size_t conn_opts(struct conn_args *a, struct ctl_opt *o,
+                        bool with_identity)
+{
+    size_t n = 0;
+    if (with_identity) {
+        o[n++] = (struct ctl_opt){"agent", &a->agent, NULL};
+        o[n++] = (struct ctl_opt){"type", &a->type, NULL};
+        o[n++] = (struct ctl_opt){"auth", &a->auth, NULL};
+    }
+    static const struct {
+        const char *file, *env;
+        int which;
+    } sec[] = {
+        {"api-key-file", "api-key-env", S_API_KEY},
+        {"api-secret-file", "api-secret-env", S_API_SECRET},
+        {"access-token-file", "access-token-env", S_ACCESS},
+        {"refresh-token-file", "refresh-token-env", S_REFRESH},
+        {"webhook-secret-file", "webhook-secret-env", S_WEBHOOK},
+    };
+    o[n++] = (struct ctl_opt){"expires-at", &a->expires, NULL};
+    o[n++] = (struct ctl_opt){"webhook-url", &a->webhook_url, NULL};
+    o[n++] = (struct ctl_opt){"instance-url", &a->instance_url, NULL};
+    o[n++] = (struct ctl_opt){"config", &a->config, NULL};
+    o[n++] = (struct ctl_opt){"config-file", &a->config_file, NULL};
+    o[n++] = (struct ctl_opt){"status", &a->status, NULL};
+    for (size_t i = 0; i < CS_ARRAY_LEN(sec); i++) {
+        o[n++] = (struct ctl_opt){sec[i].file, &a->sec[sec[i].which].file,
+                                  NULL};
+        o[n++] = (struct ctl_opt){sec[i].env, &a->sec[sec[i].which].env,
+                                  NULL};
+    }
+    CS_ASSERT(n <= CONN_OPTS_MAX);
+    return n;
+}
+
 int ctl_connections_add(struct ctl *ctl, int argc, char **argv)
 {
     static const char usage[] =
@@ -231,31 +271,12 @@ int ctl_connections_add(struct ctl *ctl, int argc, char **argv)
             [S_REFRESH] = {"refresh token", NULL, NULL, NULL},
             [S_WEBHOOK] = {"webhook secret", NULL, NULL, NULL},
         }};
-    const struct ctl_opt opts[] = {
-        {"agent", &a.agent, NULL},
-        {"type", &a.type, NULL},
-        {"auth", &a.auth, NULL},
-        {"expires-at", &a.expires, NULL},
-        {"webhook-url", &a.webhook_url, NULL},
-        {"instance-url", &a.instance_url, NULL},
-        {"config", &a.config, NULL},
-        {"config-file", &a.config_file, NULL},
-        {"status", &a.status, NULL},
-        {"api-key-file", &a.sec[S_API_KEY].file, NULL},
-        {"api-key-env", &a.sec[S_API_KEY].env, NULL},
-        {"api-secret-file", &a.sec[S_API_SECRET].file, NULL},
-        {"api-secret-env", &a.sec[S_API_SECRET].env, NULL},
-        {"access-token-file", &a.sec[S_ACCESS].file, NULL},
-        {"access-token-env", &a.sec[S_ACCESS].env, NULL},
-        {"refresh-token-file", &a.sec[S_REFRESH].file, NULL},
-        {"refresh-token-env", &a.sec[S_REFRESH].env, NULL},
-        {"webhook-secret-file", &a.sec[S_WEBHOOK].file, NULL},
-        {"webhook-secret-env", &a.sec[S_WEBHOOK].env, NULL},
-    };
+    struct ctl_opt opts[CONN_OPTS_MAX];
+    size_t nopts = conn_opts(&a, opts, true);
     const char *pos[1];
     int npos;
-    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 0, &npos, usage);
-    int rc = validate_conn(&a);
+    PARSE(ctl, argc, argv, opts, nopts, pos, 0, &npos, usage);
+    int rc = validate_conn(&a, true);
     if (rc)
         return rc;
 
@@ -315,6 +336,118 @@ int ctl_connections_add(struct ctl *ctl, int argc, char **argv)
     print_created(ctl, r);
     PQclear(r);
     ctl_publish_change(ctl, a.agent);
+out_free:
+    for (size_t i = 0; i < S_COUNT; i++)
+        free(a.sec[i].sealed);
+    free(config);
+    return rc;
+}
+
+int ctl_connections_update(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections update ID\n"
+        "         [--api-key-file F | --api-key-env VAR]\n"
+        "         [--api-secret-file F | --api-secret-env VAR]\n"
+        "         [--access-token-file F | --access-token-env VAR]\n"
+        "         [--refresh-token-file F | --refresh-token-env VAR]\n"
+        "         [--expires-at RFC3339] [--webhook-url URL]\n"
+        "         [--webhook-secret-file F | --webhook-secret-env VAR]\n"
+        "         [--instance-url URL] [--config JSON | --config-file F]\n"
+        "         [--status connected|disconnected|error|expired] [--json]\n\n"
+        "Change a connection in place: new credentials after the user\n"
+        "reconnected, new settings. What is not given is kept. The status\n"
+        "becomes --status, by default connected (which also clears the last\n"
+        "error): the scheduler then replays the connection's parked jobs.\n"
+        "Secrets are read from files (\"-\" for stdin) or named environment\n"
+        "variables and stored sealed.\n"
+        "exit codes: 0 updated, 1 failed, 2 usage, 3 no such connection\n";
+    struct conn_args a = {
+        .sec = {
+            [S_API_KEY] = {"api key", NULL, NULL, NULL},
+            [S_API_SECRET] = {"api secret", NULL, NULL, NULL},
+            [S_ACCESS] = {"access token", NULL, NULL, NULL},
+            [S_REFRESH] = {"refresh token", NULL, NULL, NULL},
+            [S_WEBHOOK] = {"webhook secret", NULL, NULL, NULL},
+        }};
+    struct ctl_opt opts[CONN_OPTS_MAX];
+    size_t nopts = conn_opts(&a, opts, false);
+    const char *pos[1];
+    int npos;
+    PARSE(ctl, argc, argv, opts, nopts, pos, 1, &npos, usage);
+    if (npos != 1)
+        return ctl_fail(CTL_USAGE, "connections update needs the connection "
+                                   "id");
+    if (!ctl_is_uuid(pos[0]))
+        return ctl_fail(CTL_USAGE, "invalid connection id '%s'", pos[0]);
+    int rc = validate_conn(&a, false);
+    if (rc)
+        return rc;
+    char *config = NULL;
+    char expires[32] = "";
+    if (a.config || a.config_file) {
+        config = load_config(a.config, a.config_file);
+        if (!config)
+            return CTL_USAGE;
+    }
+    if (a.expires) {
+        int64_t ms = 0;
+        cs_parse_rfc3339(a.expires, &ms);
+        cs_rfc3339_ms(ms, expires);
+    }
+    rc = seal_secrets(ctl, a.sec, S_COUNT);
+    if (rc)
+        goto out_free;
+    rc = ctl_db(ctl);
+    if (rc)
+        goto out_free;
+    const char *status = a.status ? a.status : "connected";
+    const char *params[] = {
+        pos[0],
+        status,
+        a.sec[S_ACCESS].sealed,
+        a.sec[S_REFRESH].sealed,
+        a.expires ? expires : NULL,
+        a.sec[S_API_KEY].sealed,
+        a.sec[S_API_SECRET].sealed,
+        a.instance_url,
+        a.webhook_url,
+        a.sec[S_WEBHOOK].sealed,
+        config,
+    };
+    PGresult *r = ctl_query(
+        ctl, "update connection",
+        "UPDATE integration_connections SET connection_status = $2, "
+        " last_error = CASE WHEN $2 = 'connected' THEN NULL "
+        "   ELSE last_error END, "
+        " is_active = CASE WHEN $2 = 'disconnected' THEN false ELSE true END, "
+        " access_token = COALESCE($3, access_token), "
+        " refresh_token = COALESCE($4, refresh_token), "
+        " token_expires_at = COALESCE($5::timestamptz, token_expires_at), "
+        " api_key = COALESCE($6, api_key), "
+        " api_secret = COALESCE($7, api_secret), "
+        " instance_url = COALESCE($8, instance_url), "
+        " webhook_url = COALESCE($9, webhook_url), "
+        " webhook_secret = COALESCE($10, webhook_secret), "
+        " config = COALESCE($11::jsonb, config), updated_at = now() "
+        "WHERE id = $1 "
+        "RETURNING id, agent_id, organization_id, integration_type AS type, "
+        " auth_type AS auth, connection_status AS status",
+        (int)CS_ARRAY_LEN(params), params);
+    if (!r) {
+        rc = CTL_FAIL;
+        goto out_free;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        rc = ctl_fail(CTL_NOTFOUND, "connection '%s' not found", pos[0]);
+        goto out_free;
+    }
+    char *agent = xstrdup(PQgetvalue(r, 0, 1));
+    print_created(ctl, r);
+    PQclear(r);
+    ctl_publish_change(ctl, agent);
+    free(agent);
 out_free:
     for (size_t i = 0; i < S_COUNT; i++)
         free(a.sec[i].sealed);

@@ -154,6 +154,7 @@ int ctl_webhooks_set_outbound(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_add(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_list(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_remove(struct ctl *ctl, int argc, char **argv);
+int ctl_connections_update(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_show(struct ctl *ctl, int argc, char **argv);
 int ctl_queues(struct ctl *ctl, int argc, char **argv);
 int ctl_dead_list(struct ctl *ctl, int argc, char **argv);

@@ -21,6 +21,8 @@ static const struct ctl_cmd cmds[] = {
      "connect an agent to a CRM or other system"},
     {"connections", "list", ctl_connections_list,
      "list connections (never their secrets)"},
+    {"connections", "update", ctl_connections_update,
+     "new credentials or settings; reconnects by default"},
     {"connections", "remove", ctl_connections_remove,
      "disconnect a connection, or delete it with --hard"},
     {"connections", "show", ctl_connections_show,

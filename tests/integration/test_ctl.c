@@ -224,6 +224,69 @@ Test(ctl, adds_lists_and_removes_a_connection_without_showing_secrets)
     free(agent);
 }
 
+Test(ctl, update_reconnects_an_expired_connection_in_place)
+{
+    char *agent = add_org_and_agent(NULL);
+    char *k1 = write_file("key1", "pat-na1-old");
+    char *k2 = write_file("key2", "pat-na1-new");
+    char *conn;
+    cr_assert_eq(ctl(&conn, "connections add --agent %s --type hubspot "
+                     "--api-key-file '%s' --config '{\"pipeline_id\":\"p1\"}'",
+                     agent, k1), 0, "%s", stderr_text);
+    conn[strcspn(conn, "\n")] = '\0';
+    const char *p[] = {conn};
+    PQclear(tpg_query(&db,
+                      "UPDATE integration_connections SET connection_status "
+                      "= 'expired', last_error = 'token revoked' WHERE id = "
+                      "$1",
+                      1, p));
+
+    /* New key only: the rest stays, the connection is connected again. */
+    cr_assert_eq(ctl(NULL, "connections update %s --api-key-file '%s'", conn,
+                     k2), 0, "%s", stderr_text);
+    PGresult *r = tpg_query(&db,
+                            "SELECT connection_status, last_error IS NULL, "
+                            "api_key, config->>'pipeline_id', is_active "
+                            "FROM integration_connections WHERE id = $1",
+                            1, p);
+    cr_assert_eq(PQntuples(r), 1);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "connected");
+    cr_expect_str_eq(PQgetvalue(r, 0, 1), "t");
+    char *plain = open_sealed(PQgetvalue(r, 0, 2));
+    cr_expect_str_eq(plain, "pat-na1-new");
+    free(plain);
+    cr_expect_str_eq(PQgetvalue(r, 0, 3), "p1");
+    cr_expect_str_eq(PQgetvalue(r, 0, 4), "t");
+    PQclear(r);
+
+    /* Settings only, with an explicit status: the key stays. */
+    cr_assert_eq(ctl(NULL, "connections update %s --config "
+                     "'{\"pipeline_id\":\"p2\"}' --status error", conn),
+                 0, "%s", stderr_text);
+    r = tpg_query(&db,
+                  "SELECT connection_status, api_key, config->>'pipeline_id' "
+                  "FROM integration_connections WHERE id = $1",
+                  1, p);
+    cr_expect_str_eq(PQgetvalue(r, 0, 0), "error");
+    plain = open_sealed(PQgetvalue(r, 0, 1));
+    cr_expect_str_eq(plain, "pat-na1-new");
+    free(plain);
+    cr_expect_str_eq(PQgetvalue(r, 0, 2), "p2");
+    PQclear(r);
+
+    cr_expect_eq(ctl(NULL, "connections update "
+                     "00000000-0000-4000-8000-000000000000 --status "
+                     "connected"), 3);
+    cr_expect_eq(ctl(NULL, "connections update not-a-uuid"), 2);
+    cr_expect_eq(ctl(NULL, "connections update %s --status sleeping", conn),
+                 2);
+    cr_expect_eq(ctl(NULL, "connections update %s --config '{'", conn), 2);
+    free(conn);
+    free(k1);
+    free(k2);
+    free(agent);
+}
+
 Test(ctl, reads_a_secret_from_stdin_and_infers_oauth)
 {
     char *agent = add_org_and_agent(NULL);
