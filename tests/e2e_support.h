@@ -230,6 +230,20 @@ static inline char *ctl_add_conn(const char *args, const char *secret)
     return xstrdup(out);
 }
 
+/* Run callsyncctl with args against the harness's database and Redis;
+ * returns its exit status (-1 if it did not exit). */
+static inline int ctl_run(const char *args)
+{
+    char *cmd = xasprintf(
+        "CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL="
+        "'redis://127.0.0.1:%d/0' CALLSYNC_ENCRYPTION_KEYS='%s' "
+        "'%s' %s >>'%s/ctl.out' 2>&1",
+        db.url, redis_port, keys, CS_BIN_DIR "/callsyncctl", args, dir);
+    int st = system(cmd);
+    free(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 /* ---- Setup and teardown ------------------------------------------------ */
 
 /* A fresh database (tag names it), keyring, organisation and agent, free
