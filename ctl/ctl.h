@@ -155,6 +155,7 @@ int ctl_connections_add(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_list(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_remove(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_update(struct ctl *ctl, int argc, char **argv);
+int ctl_connections_test(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_show(struct ctl *ctl, int argc, char **argv);
 int ctl_queues(struct ctl *ctl, int argc, char **argv);
 int ctl_dead_list(struct ctl *ctl, int argc, char **argv);

@@ -23,6 +23,8 @@ static const struct ctl_cmd cmds[] = {
      "list connections (never their secrets)"},
     {"connections", "update", ctl_connections_update,
      "new credentials or settings; reconnects by default"},
+    {"connections", "test", ctl_connections_test,
+     "ask the provider whether the credentials work (read-only)"},
     {"connections", "remove", ctl_connections_remove,
      "disconnect a connection, or delete it with --hard"},
     {"connections", "show", ctl_connections_show,

@@ -407,4 +407,5 @@ const struct prov_ops prov_custom_rest = {
     .nsteps = CS_ARRAY_LEN(custom_rest_steps),
     .rate = {10, 1000},
     .rate_scope = "connection",
+    .no_probe = "a custom API has no agreed read-only call",
 };

@@ -1559,6 +1559,54 @@ static void workflow_parse(struct prov_ctx *ctx,
 
 /* ------------------------------------------------------------------ */
 
+/* ---- Probe: callsyncctl connections test -------------------------- */
+
+/* GET /locations/{locationId} (scope locations.readonly): the token is
+ * valid and opens the configured sub-account. Nothing is written. */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    char loc[128];
+    if (!config_id(ctx->config, "location_id", loc, sizeof(loc)))
+        return cs_err_set(err, CS_EINVAL, "config.location_id",
+                          "config_error: location_id is not set");
+    char *esc = prov_url_escape(loc);
+    char *path = xasprintf("/locations/%s", esc);
+    int rc = begin(ctx, rq, "GET", path, GHL_VERSION, err);
+    free(path);
+    free(esc);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    if (!is_2xx(rsp->status)) {
+        ghl_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = body_json(rsp);
+    json_t *loc = json_object_get(b, "location");
+    const char *id = json_string_value(json_object_get(loc, "id"));
+    if (!id) {
+        set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the location answer has no location.id");
+        json_decref(b);
+        return;
+    }
+    res->outcome = PROV_DONE;
+    json_decref(res->value);
+    res->value = json_pack("{s:s,s:s?,s:s?}", "location_id", id, "name",
+                           json_string_value(json_object_get(loc, "name")),
+                           "time_zone",
+                           json_string_value(json_object_get(loc,
+                                                             "timezone")));
+    json_decref(b);
+}
+
+static const struct prov_step ghl_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step ghl_steps[] = {
     {"contact", PROV_RECONCILE_LOOKUP, NULL, contact_build, contact_parse},
     {"note", PROV_RECONCILE_LOOKUP, NULL, note_build, note_parse},
@@ -1578,4 +1626,5 @@ const struct prov_ops prov_gohighlevel = {
     .nsteps = CS_ARRAY_LEN(ghl_steps),
     .rate = {100, 10000},
     .rate_scope = "location_id",
+    .probe = &ghl_probe,
 };

@@ -1176,6 +1176,58 @@ static void workflow_parse(struct prov_ctx *ctx,
 }
 
 /* ------------------------------------------------------------------ */
+/* Probe: callsyncctl connections test                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Two reads: the account's details (the token is valid; which portal it
+ * opens), then one contact (the token may read CRM contacts, which every
+ * step needs). Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    bool second = json_object_get(ctx->scratch, "portal_id") != NULL;
+    return begin(ctx, rq, "GET",
+                 second ? "/crm/v3/objects/contacts?limit=1&archived=false"
+                        : "/account-info/v3/details",
+                 err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    if (!is_2xx(rsp->status)) {
+        hs_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = body_json(rsp);
+    json_t *portal = json_object_get(ctx->scratch, "portal_id");
+    if (!portal) {
+        json_t *id = json_object_get(b, "portalId");
+        if (!json_is_integer(id)) {
+            set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                     "account details without a portalId");
+            json_decref(b);
+            return;
+        }
+        json_object_set_new(ctx->scratch, "portal_id", json_copy(id));
+        const char *tz = json_string_value(json_object_get(b, "timeZone"));
+        if (tz)
+            json_object_set_new(ctx->scratch, "time_zone", json_string(tz));
+        res->outcome = PROV_NEXT;
+        json_decref(b);
+        return;
+    }
+    res->outcome = PROV_DONE;
+    json_decref(res->value);
+    res->value = json_deep_copy(ctx->scratch);
+    json_object_set_new(res->value, "contacts_readable", json_true());
+    json_decref(b);
+}
+
+static const struct prov_step hubspot_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
 
 static const struct prov_step hubspot_steps[] = {
     {"contact", PROV_RECONCILE_LOOKUP, NULL, contact_build, contact_parse},
@@ -1193,4 +1245,5 @@ const struct prov_ops prov_hubspot = {
     .nsteps = CS_ARRAY_LEN(hubspot_steps),
     .rate = {100, 10000},
     .rate_scope = "connection",
+    .probe = &hubspot_probe,
 };

@@ -158,6 +158,12 @@ struct prov_ops {
     /* Which credential identifies the account for rate limiting:
      * "connection" or a config key such as "portal_id". */
     const char *rate_scope;
+    /* A read-only check of the connection's credentials and settings, for
+     * `callsyncctl connections test`: a step whose requests change nothing
+     * at the provider and whose result says what was found. NULL when the
+     * provider has no such call; no_probe says why. */
+    const struct prov_step *probe;
+    const char *no_probe;
 };
 
 /* The providers implemented so far (registry.c lists them). */

@@ -203,4 +203,5 @@ const struct prov_ops prov_retell = {
     .nsteps = CS_ARRAY_LEN(retell_steps),
     .rate = {20, 1000},
     .rate_scope = "connection",
+    .no_probe = "outbound calls use the fleet's Retell key, not a connection",
 };

@@ -230,18 +230,43 @@ static inline char *ctl_add_conn(const char *args, const char *secret)
     return xstrdup(out);
 }
 
-/* Run callsyncctl with args against the harness's database and Redis;
- * returns its exit status (-1 if it did not exit). */
-static inline int ctl_run(const char *args)
+/* Run callsyncctl with args against the harness's database, Redis and
+ * sandbox (CALLSYNC_PROVIDER_BASE_URLS as the worker has it); returns its
+ * exit status (-1 if it did not exit) and, with out, what it printed on
+ * stdout and stderr (to free). */
+static inline int ctl_run_out(const char *args, char **out)
 {
+    char path[200];
+    snprintf(path, sizeof(path), "%s/ctl.out", dir);
     char *cmd = xasprintf(
         "CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL="
         "'redis://127.0.0.1:%d/0' CALLSYNC_ENCRYPTION_KEYS='%s' "
-        "'%s' %s >>'%s/ctl.out' 2>&1",
-        db.url, redis_port, keys, CS_BIN_DIR "/callsyncctl", args, dir);
+        "CALLSYNC_PROVIDER_BASE_URLS='hubspot=http://127.0.0.1:%d/hubspot,"
+        "gohighlevel=http://127.0.0.1:%d/gohighlevel' "
+        "'%s' %s >'%s' 2>&1",
+        db.url, redis_port, keys, sandbox_port, sandbox_port,
+        CS_BIN_DIR "/callsyncctl", args, path);
     int st = system(cmd);
     free(cmd);
+    if (out) {
+        FILE *f = fopen(path, "rb");
+        struct buf b;
+        buf_init(&b, 1 << 20);
+        char chunk[4096];
+        size_t n;
+        while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+            cr_assert(buf_add(&b, chunk, n) == 0);
+        if (f)
+            fclose(f);
+        cr_assert(buf_add(&b, "", 1) == 0);
+        *out = buf_take(&b, &n);
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static inline int ctl_run(const char *args)
+{
+    return ctl_run_out(args, NULL);
 }
 
 /* ---- Setup and teardown ------------------------------------------------ */

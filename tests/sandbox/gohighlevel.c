@@ -11,6 +11,7 @@
  *   POST /calendars/events/appointments
  *   GET  /opportunities/search?location_id&pipeline_id&contact_id&status
  *   POST /opportunities/
+ *   GET  /locations/{id}       {"location": {...}}
  *
  * Shapes follow HighLevel's OpenAPI documents (shared/specs/gohighlevel):
  * every request needs "Authorization: Bearer" (401 {"statusCode":401,
@@ -1007,7 +1008,15 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     }
     if (!version_ok(rq, V_CONTACTS, out))
         return;
-    if (strcmp(p, "/opportunities/search") == 0 && get) {
+    if (strncmp(p, "/locations/", 11) == 0 && get &&
+        segments(p + 11, seg) == 1) {
+        /* Any location the token asks for exists here. */
+        sb_resp_json(out, 200,
+                     json_pack("{s:{s:s,s:s,s:s,s:s}}", "location", "id",
+                               seg[0], "companyId", "sandbox-company",
+                               "name", "Sandbox sub-account", "timezone",
+                               "America/Chicago"));
+    } else if (strcmp(p, "/opportunities/search") == 0 && get) {
         opp_search(s, rq, out);
     } else if ((strcmp(p, "/opportunities/") == 0 ||
                 strcmp(p, "/opportunities") == 0) && post) {

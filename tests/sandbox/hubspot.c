@@ -677,6 +677,36 @@ static void obj_get(struct hs_type *t, const struct sb_req *rq,
     json_decref(want);
 }
 
+/* GET .../objects/{type}?limit=N: the first page (limit 1..100, default
+ * 10), paging.next.after when there are more. */
+static void obj_list(struct hs_type *t, const struct sb_req *rq,
+                     struct sb_resp *out)
+{
+    char *l = sb_query_param(rq->query, "limit");
+    long limit = l && *l ? strtol(l, NULL, 10) : 10;
+    free(l);
+    if (limit < 1 || limit > 100) {
+        fail(out, 400, "VALIDATION_ERROR", "limit must be from 1 to 100");
+        return;
+    }
+    json_t *want = default_want(t);
+    json_t *results = json_array();
+    size_t n = json_array_size(t->list);
+    for (size_t i = 0; i < n && i < (size_t)limit; i++)
+        json_array_append_new(results,
+                              public_view(t, json_array_get(t->list, i),
+                                          want));
+    json_decref(want);
+    json_t *o = json_pack("{s:o}", "results", results);
+    if (n > (size_t)limit) {
+        char after[24];
+        snprintf(after, sizeof(after), "%ld", limit);
+        json_object_set_new(o, "paging",
+                            json_pack("{s:{s:s}}", "next", "after", after));
+    }
+    sb_resp_json(out, 200, o);
+}
+
 static void obj_update(struct sb *s, struct hs_type *t,
                        const struct sb_req *rq, const char *id_raw,
                        struct sb_resp *out)
@@ -1058,6 +1088,21 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
                        out);
             return;
         }
+    } else if (strcmp(p, "/account-info/v3/details") == 0) {
+        if (rq->method != HTTP_GET) {
+            fail(out, 405, "METHOD_NOT_ALLOWED", "Method Not Allowed");
+            return;
+        }
+        sb_resp_json(out, 200,
+                     json_pack("{s:i,s:s,s:s,s:s,s:[],s:s,s:s,s:s,s:I}",
+                               "portalId", 62515, "accountType", "STANDARD",
+                               "timeZone", "US/Eastern", "companyCurrency",
+                               "USD", "additionalCurrencies", "utcOffset",
+                               "-05:00", "uiDomain", "app.hubspot.com",
+                               "dataHostingLocation", "na1",
+                               "utcOffsetMilliseconds",
+                               (json_int_t)-18000000));
+        return;
     } else if (strncmp(p, objects, sizeof(objects) - 1) == 0) {
         const char *name = p + sizeof(objects) - 1;
         size_t nlen = strcspn(name, "/");
@@ -1082,6 +1127,8 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
         if (!*rest || strcmp(rest, "/") == 0) {
             if (rq->method == HTTP_POST)
                 obj_create(s, t, rq, out);
+            else if (rq->method == HTTP_GET)
+                obj_list(t, rq, out);
             else
                 fail(out, 405, "METHOD_NOT_ALLOWED", "Method Not Allowed");
             return;
