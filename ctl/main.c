@@ -2,7 +2,8 @@
  * main.c - callsyncctl, the operators' command line: finds the command
  * named by the first one or two arguments and runs it. Exit codes: 0 ok,
  * 1 the operation failed, 2 usage or configuration error, 3 not found or
- * nothing matched, 130 interrupted (dead replay).
+ * nothing matched, 4 cannot be tested (connections test), 130 interrupted
+ * (dead replay).
  */
 #include "ctl.h"
 #include "log.h"
@@ -59,10 +60,11 @@ static void print_usage(FILE *f, const char *group)
     }
     fputs("\nconfiguration: CALLSYNC_DATABASE_URL, CALLSYNC_REDIS_URL, "
           "CALLSYNC_SHARDS,\nCALLSYNC_ENCRYPTION_KEYS, CALLSYNC_MIGRATIONS_DIR, "
-          "CALLSYNC_JOB_RETENTION_S\n(or CALLSYNC_CONFIG_FILE)\n"
+          "CALLSYNC_JOB_RETENTION_S,\nCALLSYNC_PROVIDER_BASE_URLS "
+          "(or CALLSYNC_CONFIG_FILE)\n"
           "exit codes: 0 ok, 1 failed, 2 usage, 3 not found or nothing "
-          "matched,\n130 interrupted (each command's --help tells which "
-          "it uses)\n",
+          "matched,\n4 cannot be tested, 130 interrupted (each command's "
+          "--help tells which it uses)\n",
           f);
 }
 
