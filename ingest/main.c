@@ -9,6 +9,7 @@
  */
 #include "ingest.h"
 #include "log.h"
+#include "sentry.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -236,6 +237,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* After the mask: the reporter's thread must not take SIGTERM. */
+    if (sentry_start_cfg(&cfg, "ingest", &err)) {
+        fprintf(stderr, "callsync-ingest: CALLSYNC_SENTRY_DSN: %s\n",
+                err.msg);
+        return 2;
+    }
 
     struct ing_loop *loops = xcalloc((size_t)nthreads, sizeof(*loops));
     pthread_t *tids = xcalloc((size_t)nthreads, sizeof(*tids));
@@ -278,6 +285,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nthreads; i++)
         pthread_join(tids[i], NULL);
     log_info("ingest_stopped");
+    sentry_stop(SENTRY_FLUSH_MS);
     free(loops);
     free(tids);
     free_secrets();

@@ -9,6 +9,7 @@
 #include "sched.h"
 #include "dur.h"
 #include "log.h"
+#include "sentry.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -257,6 +258,12 @@ int main(int argc, char **argv)
     log_init("scheduler", cfg.log_level);
     cfg_log(&cfg);
     signal(SIGPIPE, SIG_IGN);
+    if (sentry_start_cfg(&cfg, "scheduler", &err)) {
+        fprintf(stderr, "callsync-scheduler: CALLSYNC_SENTRY_DSN: %s\n",
+                err.msg);
+        cfg_release(&cfg);
+        return 2;
+    }
     struct sch s;
     memset(&s, 0, sizeof(s));
     s.cfg = &cfg;
@@ -270,6 +277,7 @@ int main(int argc, char **argv)
     }
     ev_run(s.loop, 0);
     stop(&s);
+    sentry_stop(SENTRY_FLUSH_MS);
     log_info("scheduler_stopped", LOG_I("promoted", (long long)s.m.promoted),
              LOG_I("reclaimed", (long long)s.m.reclaimed),
              LOG_I("replayed", (long long)(s.m.replayed_healthy +

@@ -199,6 +199,13 @@ static const struct cfg_row rows[] = {
     I("oauth_refresh_margin_s", "CALLSYNC_OAUTH_REFRESH_MARGIN_S",
       oauth_refresh_margin_s, "300", 0, 86400,
       "tokens expiring within this margin are refreshed ahead"),
+    S("sentry_dsn", "CALLSYNC_SENTRY_DSN", sentry_dsn, "", true,
+      "Sentry DSN: errors of every process are reported there, secrets "
+      "scrubbed; empty: no reports"),
+    S("sentry_environment", "CALLSYNC_SENTRY_ENVIRONMENT", sentry_environment,
+      "", false, "Sentry environment of the reports (production, staging)"),
+    S("sentry_release", "CALLSYNC_SENTRY_RELEASE", sentry_release, "", false,
+      "Sentry release of the reports (e.g. callsync@2026.11.30)"),
 };
 
 static char **str_at(struct cfg *c, const struct cfg_row *r)

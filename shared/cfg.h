@@ -77,6 +77,10 @@ struct cfg {
     char *salesforce_jwt_key;    /* secret: PEM RSA key (JWT bearer) */
     int oauth_timeout_ms;
     int oauth_refresh_margin_s;
+
+    char *sentry_dsn;            /* secret: "" = no error reports */
+    char *sentry_environment;
+    char *sentry_release;
 };
 
 /*

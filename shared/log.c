@@ -11,6 +11,24 @@
 int log_level_cur = LOG_INFO;
 static char log_svc[32] = "callsync";
 
+/* Set once at start and cleared at stop, read by every logging thread. */
+static log_hook_fn *hook_fn;
+static void *hook_arg;
+static int hook_min = LOG_OFF;
+
+void log_set_hook(int min_level, log_hook_fn *fn, void *arg)
+{
+    __atomic_store_n(&hook_fn, NULL, __ATOMIC_SEQ_CST);
+    hook_arg = arg;
+    hook_min = min_level;
+    __atomic_store_n(&hook_fn, fn, __ATOMIC_SEQ_CST);
+}
+
+const char *log_service(void)
+{
+    return log_svc;
+}
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int log_level_parse(const char *name)
@@ -62,11 +80,14 @@ void log_emit(int level, const char *event, const struct log_kv *kv)
         }
     }
     char *line = json_dumps(o, JSON_COMPACT);
+    if (line) {
+        size_t n = strlen(line);
+        line[n] = '\n'; /* replaces the NUL; we write n + 1 bytes */
+        (void)!write(2, line, n + 1);
+        free(line);
+    }
+    log_hook_fn *fn = __atomic_load_n(&hook_fn, __ATOMIC_SEQ_CST);
+    if (fn && level >= hook_min)
+        fn(level, event, o, hook_arg);
     json_decref(o);
-    if (!line)
-        return;
-    size_t n = strlen(line);
-    line[n] = '\n'; /* replaces the NUL; we write n + 1 bytes */
-    (void)!write(2, line, n + 1);
-    free(line);
 }

@@ -37,6 +37,18 @@ void log_init(const char *svc, const char *level);
 int log_level_parse(const char *name);
 void log_emit(int level, const char *event, const struct log_kv *kv);
 
+/*
+ * One observer of log lines at min_level and above (the error reporter):
+ * called from whichever thread logs, after the line is written, with the
+ * line as a JSON object (borrowed). NULL fn removes it.
+ */
+struct json_t;
+typedef void log_hook_fn(int level, const char *event,
+                         const struct json_t *line, void *arg);
+void log_set_hook(int min_level, log_hook_fn *fn, void *arg);
+/* The service name given to log_init. */
+const char *log_service(void);
+
 #define log_at_(lvl, ev, ...)                                                \
     do {                                                                     \
         if ((lvl) >= log_level_cur)                                          \

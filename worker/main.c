@@ -9,6 +9,7 @@
 #include "worker.h"
 #include "limiter.h"
 #include "log.h"
+#include "sentry.h"
 
 #include <hiredis/adapters/libev.h>
 #include <signal.h>
@@ -711,6 +712,11 @@ int main(int argc, char **argv)
     log_init("worker", cfg.log_level);
     cfg_log(&cfg);
     signal(SIGPIPE, SIG_IGN);
+    if (sentry_start_cfg(&cfg, "worker", &err)) {
+        fprintf(stderr, "callsync-worker: CALLSYNC_SENTRY_DSN: %s\n",
+                err.msg);
+        return 2;
+    }
     struct wrk w;
     memset(&w, 0, sizeof(w));
     w.cfg = &cfg;
@@ -732,6 +738,7 @@ int main(int argc, char **argv)
              LOG_I("dead", (long long)w.n_dead),
              LOG_I("parked", (long long)w.n_parked));
     wrk_stop(&w);
+    sentry_stop(SENTRY_FLUSH_MS);
     cs_keyring_free(w.kr);
     cfg_release(&cfg);
     return 0;

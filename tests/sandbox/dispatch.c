@@ -32,11 +32,12 @@
 
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
-    "other", "sandbox"};
+    "sentry", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
-                                              "/gohighlevel", "/oauth"};
+                                              "/gohighlevel", "/oauth",
+                                              "/sentry"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -224,6 +225,7 @@ void sb_reset(struct sb *s)
     ghl_free(s->ghl);
     s->ghl = ghl_new();
     json_array_clear(s->zapier_hooks);
+    json_array_clear(s->sentry_events);
     json_array_clear(s->retell_calls);
     json_array_clear(s->custom);
     json_object_clear(s->idem);
@@ -239,6 +241,7 @@ void sb_free(struct sb *s)
     hs_free(s->hs);
     ghl_free(s->ghl);
     json_decref(s->zapier_hooks);
+    json_decref(s->sentry_events);
     json_decref(s->retell_calls);
     json_decref(s->custom);
     json_decref(s->idem);
@@ -300,7 +303,7 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth or *");
+                              "custom, gohighlevel, oauth, sentry or *");
             return false;
         }
     }
@@ -409,6 +412,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_RETELL: return retell_error_body(status);
     case SB_P_GHL: return ghl_error_body(status);
     case SB_P_OAUTH: return oauth_error_body(status);
+    case SB_P_SENTRY: return sentry_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -556,6 +560,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = json_incref(s->custom);
     else if (strcmp(p, "gohighlevel") == 0)
         recs = ghl_records(s, *t ? t : "contacts");
+    else if (strcmp(p, "sentry") == 0 && (!*t || strcmp(t, "events") == 0))
+        recs = json_incref(s->sentry_events);
     free(prov);
     free(type);
     if (!recs) {
@@ -742,6 +748,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_CUSTOM: custom_handle(s, rq, out); break;
         case SB_P_GHL: ghl_handle(s, rq, out); break;
         case SB_P_OAUTH: oauth_handle(s, rq, out); break;
+        case SB_P_SENTRY: sentry_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

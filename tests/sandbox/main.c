@@ -8,7 +8,7 @@
  *                    [--gohighlevel-daily N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
- *                    [--log-level warn]
+ *                    [--sentry-key K] [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
  * (with the real port when --port 0 asked for a free one).
@@ -100,6 +100,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
+        } else if (strcmp(a, "--sentry-key") == 0 && *val) {
+            s->sentry_key = val;
         } else if (oauth_option(s, a, val)) {
             /* token endpoints: clients, rotation, JWT key */
         } else if (strcmp(a, "--log-level") == 0 &&
@@ -193,6 +195,7 @@ int main(int argc, char **argv)
     s.hs = hs_new();
     s.ghl = ghl_new();
     s.zapier_hooks = json_array();
+    s.sentry_events = json_array();
     s.retell_calls = json_array();
     s.custom = json_array();
     s.idem = json_object();

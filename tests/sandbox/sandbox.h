@@ -40,6 +40,7 @@ enum sb_provider {
     SB_P_CUSTOM,
     SB_P_GHL,
     SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
+    SB_P_SENTRY,  /* /sentry/api/<project>/envelope/ */
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -134,7 +135,14 @@ struct sb {
     json_t *idem;          /* Idempotency-Key -> {"status","body"} */
     long long custom_next;
     struct sb_oauth *oauth;  /* token endpoints: clients, grants, counters */
+    json_t *sentry_events;   /* array of the events received */
+    const char *sentry_key;  /* --sentry-key: the only key accepted */
 };
+
+/* ---- sentry.c ----------------------------------------------------------- */
+
+void sentry_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+json_t *sentry_error_body(int status);
 
 /* ---- server.c ----------------------------------------------------------- */
 
