@@ -147,48 +147,9 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
         return cs_err_set(err, CS_EINVAL, "credentials",
                           "no_credentials: the connection has no access "
                           "token or api key");
-    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url
-                                                       : GHL_BASE_URL;
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = method;
-    rq->url = xasprintf("%.*s%s", (int)bl, base, path);
-    char *auth = xasprintf("Bearer %s", token);
-    prov_request_header(rq, "Authorization", auth);
-    free(auth);
+    prov_request_begin(rq, ctx, method, GHL_BASE_URL, path, token);
     prov_request_header(rq, "Version", version);
-    prov_request_header(rq, "Accept", "application/json");
     return 0;
-}
-
-static void set_done(struct prov_result *res, const char *key, const char *id)
-{
-    res->outcome = PROV_DONE;
-    json_decref(res->value);
-    res->value = json_pack("{s:s}", key, id);
-}
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
 }
 
 static bool is_2xx(int status)
@@ -201,8 +162,8 @@ static bool is_2xx(int status)
 static void bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 static int64_t until_midnight_utc(int64_t now_ms)
@@ -282,7 +243,7 @@ static void ghl_fail(const struct prov_ctx *ctx,
 {
     res->code[0] = '\0';
     res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (json_is_object(b)) {
         const char *e = json_string_value(json_object_get(b, "error"));
         if (e && *e && rsp->status != 429)
@@ -897,7 +858,7 @@ static void contact_found(struct prov_ctx *ctx, const char *id,
     json_decref(mapped);
     if (json_object_size(patch) == 0) {
         json_decref(patch);
-        set_done(res, "contact_id", id);
+        prov_done_id(res, "contact_id", id);
         return;
     }
     json_object_set_new(ctx->scratch, "contact_id", json_string(id));
@@ -923,7 +884,7 @@ static bool says_not_found(const struct prov_response *rsp)
         return true;
     if (rsp->status != 400)
         return false;
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *m = json_string_value(json_object_get(b, "message"));
     bool nf = m && strstr(m, "not found") != NULL;
     json_decref(b);
@@ -937,8 +898,8 @@ static void contact_parse(struct prov_ctx *ctx,
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
     note_budget(ctx, rsp, res);
-    json_t *b = is_2xx(rsp->status) || rsp->status == 400 ? body_json(rsp)
-                                                          : NULL;
+    bool readable = is_2xx(rsp->status) || rsp->status == 400;
+    json_t *b = readable ? prov_response_json(rsp) : NULL;
     if (phase_is(ctx, "search") && rsp->status == 200) {
         const json_t *c = json_object_get(b, "contact");
         if (!json_is_object(b) || (c && !json_is_null(c) && !id_in(c, NULL)))
@@ -949,7 +910,7 @@ static void contact_parse(struct prov_ctx *ctx,
             next_phase(ctx, res, "create");
     } else if (phase_is(ctx, "create") && is_2xx(rsp->status)) {
         if (id_in(b, "contact"))
-            set_done(res, "contact_id", id_in(b, "contact"));
+            prov_done_id(res, "contact_id", id_in(b, "contact"));
         else
             bad_body(rsp, res);
     } else if (phase_is(ctx, "create") && rsp->status == 400 &&
@@ -968,8 +929,8 @@ static void contact_parse(struct prov_ctx *ctx,
             bad_body(rsp, res);
     } else if (phase_is(ctx, "update") && is_2xx(rsp->status)) {
         const char *id = id_in(b, "contact");
-        set_done(res, "contact_id",
-                 id ? id
+        prov_done_id(res, "contact_id",
+                     id ? id
                     : json_string_value(
                           json_object_get(ctx->scratch, "contact_id")));
     } else if (phase_is(ctx, "update") && says_not_found(rsp)) {
@@ -981,9 +942,9 @@ static void contact_parse(struct prov_ctx *ctx,
             next_phase(ctx, res, "create");
         } else {
             ghl_fail(ctx, rsp, res);
-            set_fail(res, PROV_PERMANENT, "contact_vanished",
-                     "contact %s vanished twice during the update",
-                     json_string_value(
+            prov_fail(res, PROV_PERMANENT, "contact_vanished",
+                      "contact %s vanished twice during the update",
+                      json_string_value(
                          json_object_get(ctx->scratch, "contact_id")));
         }
     } else {
@@ -1139,7 +1100,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         ghl_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "search")) {
         const json_t *notes = json_object_get(b, "notes");
         const json_t *hit = NULL;
@@ -1153,11 +1114,11 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         if (!json_is_array(notes))
             bad_body(rsp, res);
         else if (hit)
-            set_done(res, "note_id", id_in(hit, NULL));
+            prov_done_id(res, "note_id", id_in(hit, NULL));
         else
             next_phase(ctx, res, "create");
     } else if (id_in(b, "note")) {
-        set_done(res, "note_id", id_in(b, "note"));
+        prov_done_id(res, "note_id", id_in(b, "note"));
     } else {
         bad_body(rsp, res);
     }
@@ -1307,7 +1268,7 @@ static void appointment_parse(struct prov_ctx *ctx,
         ghl_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "search")) {
         struct when_appt a;
         struct cs_err err;
@@ -1323,11 +1284,11 @@ static void appointment_parse(struct prov_ctx *ctx,
         if (!json_is_array(events))
             bad_body(rsp, res);
         else if (hit)
-            set_done(res, "appointment_id", id_in(hit, NULL));
+            prov_done_id(res, "appointment_id", id_in(hit, NULL));
         else
             next_phase(ctx, res, "create");
     } else if (id_in(b, NULL)) {
-        set_done(res, "appointment_id", id_in(b, NULL));
+        prov_done_id(res, "appointment_id", id_in(b, NULL));
     } else {
         bad_body(rsp, res);
     }
@@ -1470,8 +1431,8 @@ static void opportunity_parse(struct prov_ctx *ctx,
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
     note_budget(ctx, rsp, res);
-    json_t *b = is_2xx(rsp->status) || rsp->status == 400 ? body_json(rsp)
-                                                          : NULL;
+    bool readable = is_2xx(rsp->status) || rsp->status == 400;
+    json_t *b = readable ? prov_response_json(rsp) : NULL;
     char pipeline[128];
     if (!config_id(ctx->config, "pipeline_id", pipeline, sizeof(pipeline)))
         pipeline[0] = '\0';
@@ -1491,12 +1452,12 @@ static void opportunity_parse(struct prov_ctx *ctx,
         if (!json_is_array(list))
             bad_body(rsp, res);
         else if (hit)
-            set_done(res, "opportunity_id", id_in(hit, NULL));
+            prov_done_id(res, "opportunity_id", id_in(hit, NULL));
         else
             next_phase(ctx, res, "create");
     } else if (phase_is(ctx, "create") && is_2xx(rsp->status)) {
         if (id_in(b, "opportunity"))
-            set_done(res, "opportunity_id", id_in(b, "opportunity"));
+            prov_done_id(res, "opportunity_id", id_in(b, "opportunity"));
         else
             bad_body(rsp, res);
     } else if (phase_is(ctx, "create") && rsp->status == 400 &&
@@ -1554,7 +1515,7 @@ static void workflow_parse(struct prov_ctx *ctx,
     char id[128];
     if (!config_id(ctx->config, "workflow_id", id, sizeof(id)))
         id[0] = '\0';
-    set_done(res, "workflow_id", id);
+    prov_done_id(res, "workflow_id", id);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1585,12 +1546,12 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         ghl_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     json_t *loc = json_object_get(b, "location");
     const char *id = json_string_value(json_object_get(loc, "id"));
     if (!id) {
-        set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                 "the location answer has no location.id");
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the location answer has no location.id");
         json_decref(b);
         return;
     }

@@ -111,47 +111,8 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
         return cs_err_set(err, CS_EINVAL, "credentials",
                           "no_credentials: the connection has no access "
                           "token or api key");
-    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url
-                                                       : HS_BASE_URL;
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = method;
-    rq->url = xasprintf("%.*s%s", (int)bl, base, path);
-    char *auth = xasprintf("Bearer %s", token);
-    prov_request_header(rq, "Authorization", auth);
-    free(auth);
-    prov_request_header(rq, "Accept", "application/json");
+    prov_request_begin(rq, ctx, method, HS_BASE_URL, path, token);
     return 0;
-}
-
-static void set_done(struct prov_result *res, const char *key, const char *id)
-{
-    res->outcome = PROV_DONE;
-    json_decref(res->value);
-    res->value = json_pack("{s:s}", key, id);
-}
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
 }
 
 /* Milliseconds from now to the next midnight UTC. */
@@ -173,7 +134,7 @@ static void hs_fail(const struct prov_ctx *ctx,
 {
     res->code[0] = '\0';
     res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *policy = NULL;
     if (json_is_object(b)) {
         const char *cat = json_string_value(json_object_get(b, "category"));
@@ -220,8 +181,8 @@ static const json_t *search_results(const json_t *b)
 static void bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 /* ------------------------------------------------------------------ */
@@ -753,7 +714,7 @@ static void contact_found(struct prov_ctx *ctx, const char *id,
                           json_t *patch, struct prov_result *res)
 {
     if (json_object_size(patch) == 0) {
-        set_done(res, "contact_id", id);
+        prov_done_id(res, "contact_id", id);
         json_decref(patch);
         return;
     }
@@ -770,8 +731,8 @@ static void contact_parse(struct prov_ctx *ctx,
     const char *phase = phase_of(ctx);
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
-    json_t *b = is_2xx(rsp->status) || rsp->status == 409 ? body_json(rsp)
-                                                          : NULL;
+    bool readable = is_2xx(rsp->status) || rsp->status == 409;
+    json_t *b = readable ? prov_response_json(rsp) : NULL;
     if (strcmp(phase, "search") == 0 && rsp->status == 200) {
         const json_t *results = search_results(b);
         if (!results) {
@@ -795,7 +756,7 @@ static void contact_parse(struct prov_ctx *ctx,
         }
     } else if (strcmp(phase, "create") == 0 && is_2xx(rsp->status)) {
         if (object_id(b))
-            set_done(res, "contact_id", object_id(b));
+            prov_done_id(res, "contact_id", object_id(b));
         else
             bad_body(rsp, res);
     } else if (strcmp(phase, "create") == 0 && rsp->status == 409) {
@@ -814,16 +775,16 @@ static void contact_parse(struct prov_ctx *ctx,
     } else if (strcmp(phase, "patch") == 0 && is_2xx(rsp->status)) {
         const char *id = json_string_value(
             json_object_get(ctx->scratch, "contact_id"));
-        set_done(res, "contact_id", object_id(b) ? object_id(b) : id);
+        prov_done_id(res, "contact_id", object_id(b) ? object_id(b) : id);
     } else if (strcmp(phase, "patch") == 0 && rsp->status == 404) {
         /* Deleted (or merged away) between the search and the update.
          * Once per attempt, create it afresh (the search index may still
          * list the deleted contact); a second time is permanent. */
         if (json_is_true(json_object_get(ctx->scratch, "vanished"))) {
             hs_fail(ctx, rsp, res);
-            set_fail(res, PROV_PERMANENT, "contact_vanished",
-                     "contact %s vanished twice during the update",
-                     json_string_value(
+            prov_fail(res, PROV_PERMANENT, "contact_vanished",
+                      "contact %s vanished twice during the update",
+                      json_string_value(
                          json_object_get(ctx->scratch, "contact_id")));
         } else {
             json_object_set_new(ctx->scratch, "vanished", json_true());
@@ -893,20 +854,20 @@ static void object_parse(const struct hs_object *o, struct prov_ctx *ctx,
         hs_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (strcmp(phase_of(ctx), "search") == 0) {
         const json_t *results = search_results(b);
         const json_t *hit = results ? best_hit(results, NULL) : NULL;
         if (!results) {
             bad_body(rsp, res);
         } else if (hit) {
-            set_done(res, o->result_key, object_id(hit));
+            prov_done_id(res, o->result_key, object_id(hit));
         } else {
             set_phase(ctx, "create");
             res->outcome = PROV_NEXT;
         }
     } else if (object_id(b)) {
-        set_done(res, o->result_key, object_id(b));
+        prov_done_id(res, o->result_key, object_id(b));
     } else {
         bad_body(rsp, res);
     }
@@ -1169,7 +1130,7 @@ static void workflow_parse(struct prov_ctx *ctx,
         char id[128];
         if (!config_id(ctx->config, "workflow_id", id, sizeof(id)))
             id[0] = '\0';
-        set_done(res, "workflow_id", id);
+        prov_done_id(res, "workflow_id", id);
     } else {
         hs_fail(ctx, rsp, res);
     }
@@ -1201,13 +1162,13 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         hs_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     json_t *portal = json_object_get(ctx->scratch, "portal_id");
     if (!portal) {
         json_t *id = json_object_get(b, "portalId");
         if (!json_is_integer(id)) {
-            set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                     "account details without a portalId");
+            prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                      "account details without a portalId");
             json_decref(b);
             return;
         }

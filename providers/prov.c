@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -209,4 +210,48 @@ void prov_result_release(struct prov_result *res)
 {
     json_decref(res->value);
     memset(res, 0, sizeof(*res));
+}
+
+void prov_request_begin(struct prov_request *rq, const struct prov_ctx *ctx,
+                        const char *method, const char *dflt,
+                        const char *path, const char *token)
+{
+    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url : dflt;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    rq->method = method;
+    rq->url = xasprintf("%.*s%s", (int)bl, base, path);
+    if (token) {
+        char *auth = xasprintf("Bearer %s", token);
+        prov_request_header(rq, "Authorization", auth);
+        memset(auth, 0, strlen(auth));
+        free(auth);
+    }
+    prov_request_header(rq, "Accept", "application/json");
+}
+
+void prov_done_id(struct prov_result *res, const char *key, const char *id)
+{
+    res->outcome = PROV_DONE;
+    json_decref(res->value);
+    res->value = json_pack("{s:s}", key, id);
+}
+
+void prov_fail(struct prov_result *res, enum prov_outcome o,
+               const char *code, const char *fmt, ...)
+{
+    res->outcome = o;
+    snprintf(res->code, sizeof(res->code), "%s", code);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->message, sizeof(res->message), fmt, ap);
+    va_end(ap);
+}
+
+json_t *prov_response_json(const struct prov_response *rsp)
+{
+    if (!rsp->body || rsp->body_len == 0)
+        return NULL;
+    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
 }

@@ -196,6 +196,25 @@ void prov_result_release(struct prov_result *res);
 char *prov_url_escape(const char *s);
 
 /*
+ * Start a request: method, and the URL base + path where base is
+ * ctx->base_url when set (the sandbox) or else dflt, trailing slashes
+ * dropped; with a token, "Authorization: Bearer <token>"; and
+ * "Accept: application/json".
+ */
+void prov_request_begin(struct prov_request *rq, const struct prov_ctx *ctx,
+                        const char *method, const char *dflt,
+                        const char *path, const char *token);
+
+/* res becomes DONE with the checkpoint {key: id}. */
+void prov_done_id(struct prov_result *res, const char *key, const char *id);
+/* res becomes outcome o with a code and a message (printf format). */
+void prov_fail(struct prov_result *res, enum prov_outcome o,
+               const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The answer's body parsed as JSON, or NULL (empty or not JSON). */
+json_t *prov_response_json(const struct prov_response *rsp);
+
+/*
  * The document templates and field mappings read (mapping.h), a new
  * object: {"call": the call, "job": {job_id, agent_id, org_id}, "steps":
  * the checkpoints so far} plus seed 003's flat names: customer_name,
