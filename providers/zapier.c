@@ -238,5 +238,6 @@ const struct prov_ops prov_zapier = {
     .nsteps = CS_ARRAY_LEN(zapier_steps),
     .rate = {10, 1000},
     .rate_scope = "connection",
-    .no_probe = "a catch hook has no read-only call: any request to it runs the Zap",
+    .no_probe = "a catch hook has no read-only call: any request to it "
+                "runs the Zap",
 };
