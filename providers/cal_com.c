@@ -322,15 +322,14 @@ static void lookup_parse(struct prov_ctx *ctx, const struct cal_booking *b,
     }
     bool more = json_is_true(json_object_get(
         json_object_get(body, "pagination"), "hasNextPage"));
+    json_int_t got = (json_int_t)json_array_size(data);
     json_decref(body);
     if (hit) {
         cal_done(res, hit);
-    } else if (more && json_array_size(data) > 0) {
+    } else if (more && got > 0) {
         json_int_t skip = json_integer_value(json_object_get(ctx->scratch,
                                                              "skip"));
-        json_object_set_new(ctx->scratch, "skip",
-                            json_integer(skip + (json_int_t)
-                                                    json_array_size(data)));
+        json_object_set_new(ctx->scratch, "skip", json_integer(skip + got));
         res->outcome = PROV_NEXT;
     } else {
         cal_next(ctx, res, "create");
