@@ -140,7 +140,8 @@ Test(sbgcal, booking_function_books_once_and_adopts_the_repeat)
                  "%s %s", res.code, res.message);
     const char *id = json_string_value(json_object_get(res.value,
                                                        "event_id"));
-    cr_expect_str_eq(id, "60oj4cpk6kr3ee1pc5h66p35coo32chj6gqjcdpo75gm4or4clj0");
+    cr_expect_str_eq(id,
+                     "60oj4cpk6kr3ee1pc5h66p35coo32chj6gqjcdpo75gm4or4clj0");
     cr_expect_null(json_object_get(res.value, "existing"));
     /* The live-call tool booked it already: the same key finds it. */
     cr_assert_eq(sbc_book(&cal_google_calendar, &c, &b, &res), PROV_DONE);

@@ -143,7 +143,7 @@ int64_t sbc_rate_reset_ms(struct sb *s, enum sb_cal_which which)
     return d > 0 ? d : 1;
 }
 
-/* ---- Small helpers -------------------------------------------------------- */
+/* ---- Small helpers ------------------------------------------------------- */
 
 bool sbc_authorised(struct sb *s, enum sb_cal_which w,
                     const struct sb_req *rq)
@@ -194,7 +194,7 @@ bool sbc_query_time(const struct sb_req *rq, const char *name, bool date_ok,
     return ok;
 }
 
-/* ---- Entry points ---------------------------------------------------------- */
+/* ---- Entry points -------------------------------------------------------- */
 
 void cal_sb_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
 {

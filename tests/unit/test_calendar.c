@@ -113,7 +113,7 @@ Test(cal_hours, bad_values_name_their_key)
                      "config.min_notice_minutes");
 }
 
-/* ---- Free slots ----------------------------------------------------------- */
+/* ---- Free slots ---------------------------------------------------------- */
 
 Test(cal_free, one_weekday_in_utc_gives_eight_hour_slots)
 {
@@ -290,7 +290,7 @@ Test(cal_free, a_slot_longer_than_the_day_or_an_empty_window_gives_none)
     cal_slots_release(&s);
 }
 
-/* ---- Offered slots -------------------------------------------------------- */
+/* ---- Offered slots ------------------------------------------------------- */
 
 Test(cal_offered, without_explicit_hours_only_window_and_notice_apply)
 {
@@ -341,13 +341,14 @@ Test(cal_offered, sort_unique_orders_and_drops_repeats)
     cal_slots_release(&s);
 }
 
-/* ---- Windows ---------------------------------------------------------------- */
+/* ---- Windows ------------------------------------------------------------- */
 
 Test(cal_query, window_checks)
 {
     int64_t now = ms("2030-03-04T12:00:00Z"), f = 0, t = 0;
     struct cs_err err = {0};
-    struct cal_query q = {ms("2030-03-04T08:00:00Z"), ms("2030-03-05T08:00:00Z")};
+    struct cal_query q = {ms("2030-03-04T08:00:00Z"),
+                          ms("2030-03-05T08:00:00Z")};
     cr_assert_eq(cal_query_check(&q, now, &f, &t, &err), 0);
     cr_expect_eq(f, now, "a past start moves up to now");
     cr_expect_eq(t, q.to_ms);
@@ -362,7 +363,7 @@ Test(cal_query, window_checks)
     cr_expect(strstr(err.msg, "past"));
 }
 
-/* ---- Bookings and keys ---------------------------------------------------- */
+/* ---- Bookings and keys --------------------------------------------------- */
 
 Test(cal_booking, from_a_call_with_an_appointment)
 {
