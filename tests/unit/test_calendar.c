@@ -219,6 +219,28 @@ Test(cal_free, a_day_that_gains_an_hour_has_25_hourly_slots)
     cal_slots_release(&s);
 }
 
+Test(cal_free, a_day_closing_at_midnight_reaches_into_the_next_date)
+{
+    /* Friday 20:00-24:00 in UTC, asked from Saturday 00:00: nothing of
+     * Friday is left; asked from Friday 22:30: 23:00 only. */
+    struct cal_hours h = hours("{\"business_hours_start\":20,"
+                               "\"business_hours_end\":24}");
+    struct cal_slots s = {0};
+    cal_free_slots(&h, ms("2030-03-09T00:00:00Z"), ms("2030-03-10T00:00:00Z"),
+                   0, NULL, 0, &s);
+    cr_expect_eq(s.n, 0);
+    cal_free_slots(&h, ms("2030-03-08T22:30:00Z"), ms("2030-03-09T06:00:00Z"),
+                   0, NULL, 0, &s);
+    cr_assert_eq(s.n, 1);
+    cr_expect_str_eq(at(&s, 0), "2030-03-08T23:00:00Z");
+    cr_expect_eq(s.v[0].end_ms, ms("2030-03-09T00:00:00Z"));
+    cr_expect(cal_slot_ok(&h, ms("2030-03-08T23:00:00Z"),
+                          ms("2030-03-09T00:00:00Z"), 0, INT64_MAX, 0));
+    cr_expect_not(cal_slot_ok(&h, ms("2030-03-08T23:30:00Z"),
+                              ms("2030-03-09T00:30:00Z"), 0, INT64_MAX, 0));
+    cal_slots_release(&s);
+}
+
 Test(cal_free, overlapping_busy_intervals_remove_every_slot_they_touch)
 {
     struct cal_hours h = hours("{}");
