@@ -172,6 +172,10 @@ extern const struct prov_ops prov_zapier;
 extern const struct prov_ops prov_custom_rest;
 extern const struct prov_ops prov_retell;
 extern const struct prov_ops prov_gohighlevel;
+extern const struct prov_ops prov_google_calendar;
+extern const struct prov_ops prov_cal_com;
+extern const struct prov_ops prov_calendly;
+extern const struct prov_ops prov_outlook;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

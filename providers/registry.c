@@ -11,6 +11,10 @@ static const struct prov_ops *const providers[] = {
     &prov_custom_rest,
     &prov_retell,
     &prov_gohighlevel,
+    &prov_google_calendar,
+    &prov_cal_com,
+    &prov_calendly,
+    &prov_outlook,
 };
 
 const struct prov_ops *prov_find(const char *name)

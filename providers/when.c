@@ -191,3 +191,36 @@ int when_appointment(const json_t *call, const json_t *config,
     out->end_ms = out->start_ms + mins * 60000;
     return 0;
 }
+
+bool when_local_to_ms(const char *tz, int y, int mo, int d, int minute,
+                      int64_t *out)
+{
+    if (!tz || minute < 0 || minute > 1440)
+        return false;
+    return local_to_utc_ms(tz, y, mo, d, minute / 60, minute % 60, out);
+}
+
+bool when_local_parts(const char *tz, int64_t ms, struct when_local *out)
+{
+    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    struct tm tm;
+    long off = 0;
+    if (!tz || is_utc(tz)) {
+        gmtime_r(&t, &tm);
+    } else {
+        if (!when_tz_known(tz))
+            return false;
+        struct tz_swap s;
+        tz_enter(tz, &s);
+        localtime_r(&t, &tm);
+        off = tm.tm_gmtoff;
+        tz_leave(&s);
+    }
+    out->year = tm.tm_year + 1900;
+    out->month = tm.tm_mon + 1;
+    out->day = tm.tm_mday;
+    out->wday = tm.tm_wday;
+    out->minute = tm.tm_hour * 60 + tm.tm_min;
+    out->utc_offset_s = off;
+    return true;
+}

@@ -50,4 +50,24 @@ bool when_tz_known(const char *tz);
  */
 bool when_local_rfc3339(const char *tz, int64_t ms, char out[40]);
 
+/*
+ * Local wall-clock time in tz to ms since the epoch: the date y-mo-d and
+ * minute of the day (0 to 1440; 1440 is the next midnight). A time in a
+ * DST gap moves forward by the gap, as in when_appointment. Returns false
+ * for an unknown zone.
+ */
+bool when_local_to_ms(const char *tz, int y, int mo, int d, int minute,
+                      int64_t *out);
+
+/* The local calendar date, weekday and minute of the day of an instant. */
+struct when_local {
+    int year, month, day;      /* month 1-12 */
+    int wday;                  /* 0 Sunday ... 6 Saturday */
+    int minute;                /* minutes since local midnight */
+    long utc_offset_s;         /* the zone's offset at that instant */
+};
+
+/* ms as local time in tz into *out; false for an unknown zone. */
+bool when_local_parts(const char *tz, int64_t ms, struct when_local *out);
+
 #endif

@@ -146,7 +146,12 @@ static inline void start_worker(int inflight)
         env_kv("CALLSYNC_PROVIDER_BASE_URLS",
                "hubspot=http://127.0.0.1:%d/hubspot,"
                "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
-               "retell=http://127.0.0.1:%d/retell",
+               "retell=http://127.0.0.1:%d/retell,"
+               "google_calendar=http://127.0.0.1:%d/google_calendar,"
+               "cal_com=http://127.0.0.1:%d/cal_com,"
+               "calendly=http://127.0.0.1:%d/calendly,"
+               "outlook=http://127.0.0.1:%d/outlook",
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port,
                sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",

@@ -939,6 +939,10 @@ Test(sandbox, records_requests_stats_and_reset)
                 "\"gohighlevel\":{\"total\":0,\"by_status\":{}},"
                 "\"oauth\":{\"total\":0,\"by_status\":{}},"
                 "\"sentry\":{\"total\":0,\"by_status\":{}},"
+                "\"google_calendar\":{\"total\":0,\"by_status\":{}},"
+                "\"cal_com\":{\"total\":0,\"by_status\":{}},"
+                "\"calendly\":{\"total\":0,\"by_status\":{}},"
+                "\"outlook\":{\"total\":0,\"by_status\":{}},"
                 "\"other\":{\"total\":1,\"by_status\":{\"404\":1}}}}");
     cr_expect_eq(req("GET", "/_sandbox/records?provider=zapier&type=contacts",
                      NULL, NULL)

@@ -32,12 +32,15 @@
 
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
-    "sentry", "other", "sandbox"};
+    "sentry", "google_calendar", "cal_com", "calendly", "outlook",
+    "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
                                               "/gohighlevel", "/oauth",
-                                              "/sentry"};
+                                              "/sentry", "/google_calendar",
+                                              "/cal_com", "/calendly",
+                                              "/outlook"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -232,6 +235,7 @@ void sb_reset(struct sb *s)
     s->custom_next = 1;
     s->prng = s->seed;
     oauth_reset(s->oauth);
+    cal_sb_reset(s->cal);
 }
 
 void sb_free(struct sb *s)
@@ -246,6 +250,7 @@ void sb_free(struct sb *s)
     json_decref(s->custom);
     json_decref(s->idem);
     oauth_free(s->oauth);
+    cal_sb_free(s->cal);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -303,7 +308,9 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth, sentry or *");
+                              "custom, gohighlevel, oauth, sentry, "
+                              "google_calendar, cal_com, calendly, outlook "
+                              "or *");
             return false;
         }
     }
@@ -413,6 +420,10 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_GHL: return ghl_error_body(status);
     case SB_P_OAUTH: return oauth_error_body(status);
     case SB_P_SENTRY: return sentry_error_body(status);
+    case SB_P_GCAL:
+    case SB_P_CALCOM:
+    case SB_P_CALENDLY:
+    case SB_P_OUTLOOK: return cal_sb_error_body(p, status);
     default: return custom_error_body(status);
     }
 }
@@ -441,6 +452,7 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
             hs_rate_headers(s, out);
         if (rq->provider == SB_P_GHL)
             ghl_rate_headers(s, out);
+        cal_sb_rate_headers(s, rq->provider, out);
         return true;
     }
     return false;
@@ -562,6 +574,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = ghl_records(s, *t ? t : "contacts");
     else if (strcmp(p, "sentry") == 0 && (!*t || strcmp(t, "events") == 0))
         recs = json_incref(s->sentry_events);
+    else
+        recs = cal_sb_records(s, p, t);
     free(prov);
     free(type);
     if (!recs) {
@@ -749,6 +763,10 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_GHL: ghl_handle(s, rq, out); break;
         case SB_P_OAUTH: oauth_handle(s, rq, out); break;
         case SB_P_SENTRY: sentry_handle(s, rq, out); break;
+        case SB_P_GCAL:
+        case SB_P_CALCOM:
+        case SB_P_CALENDLY:
+        case SB_P_OUTLOOK: cal_sb_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

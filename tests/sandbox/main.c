@@ -8,6 +8,10 @@
  *                    [--gohighlevel-daily N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
+ *                    [--google-calendar-token T]... [--cal-com-token T]...
+ *                    [--calendly-token T]... [--outlook-token T]...
+ *                    [--google-calendar-rate N] [--cal-com-rate N]
+ *                    [--calendly-rate N] [--outlook-rate N]
  *                    [--sentry-key K] [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -34,6 +38,10 @@ static void usage(FILE *f)
                "[--gohighlevel-daily N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
+               "[--google-calendar-token T]... [--cal-com-token T]... "
+               "[--calendly-token T]... [--outlook-token T]... "
+               "[--google-calendar-rate N] [--cal-com-rate N] "
+               "[--calendly-rate N] [--outlook-rate N] "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -104,6 +112,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
             s->sentry_key = val;
         } else if (oauth_option(s, a, val)) {
             /* token endpoints: clients, rotation, JWT key */
+        } else if (cal_sb_option(s, a, val)) {
+            /* calendar providers: tokens and rates */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;
@@ -184,9 +194,12 @@ int main(int argc, char **argv)
     s.ghl_rate = 100;
     s.ghl_daily = 200000;
     s.seed = 1;
+    s.cal = cal_sb_new();
     int rc = parse_args(argc, argv, &s, &o);
-    if (rc)
+    if (rc) {
+        cal_sb_free(s.cal);
         return rc;
+    }
     log_init("sandbox", o.log_level);
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();

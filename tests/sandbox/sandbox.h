@@ -14,6 +14,8 @@
  *   others.c   Zapier, Retell and custom REST
  *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
  *   oauth.c    the providers' OAuth 2.0 token endpoints
+ *   calendars.c  Google Calendar, Cal.com, Calendly and Outlook (with
+ *              google_calendar.c, cal_com.c, calendly.c, outlook.c)
  *
  * Everything runs on one event loop; no locks.
  */
@@ -41,6 +43,10 @@ enum sb_provider {
     SB_P_GHL,
     SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
     SB_P_SENTRY,  /* /sentry/api/<project>/envelope/ */
+    SB_P_GCAL,    /* /google_calendar */
+    SB_P_CALCOM,  /* /cal_com */
+    SB_P_CALENDLY, /* /calendly */
+    SB_P_OUTLOOK, /* /outlook */
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -106,6 +112,7 @@ struct sb_logged {
 struct sb_hubspot;
 struct sb_ghl;
 struct sb_oauth;
+struct sb_cal;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -137,6 +144,7 @@ struct sb {
     struct sb_oauth *oauth;  /* token endpoints: clients, grants, counters */
     json_t *sentry_events;   /* array of the events received */
     const char *sentry_key;  /* --sentry-key: the only key accepted */
+    struct sb_cal *cal;      /* calendar providers */
 };
 
 /* ---- sentry.c ----------------------------------------------------------- */
@@ -226,6 +234,27 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
 void oauth_control(struct sb *s, const struct sb_req *rq,
                    struct sb_resp *out);
 json_t *oauth_error_body(int status);
+
+/* ---- calendars.c -------------------------------------------------------- */
+
+struct sb_cal *cal_sb_new(void);
+/* Forget records and counters, keep the options. */
+void cal_sb_reset(struct sb_cal *c);
+void cal_sb_free(struct sb_cal *c);
+/* --google-calendar-token/-rate, --cal-com-..., --calendly-...,
+ * --outlook-...; false when flag is not one or val is invalid. */
+bool cal_sb_option(struct sb *s, const char *flag, const char *val);
+/* Requests under /google_calendar, /cal_com, /calendly and /outlook. */
+void cal_sb_handle(struct sb *s, const struct sb_req *rq,
+                   struct sb_resp *out);
+/* The provider's error body for an injected status (stolen json). */
+json_t *cal_sb_error_body(enum sb_provider p, int status);
+/* Cal.com's and Calendly's rate-limit headers (nothing for the others). */
+void cal_sb_rate_headers(struct sb *s, enum sb_provider p,
+                         struct sb_resp *out);
+/* Records: google_calendar events, cal_com bookings, calendly events and
+ * invitees, outlook events; NULL for another type. */
+json_t *cal_sb_records(struct sb *s, const char *provider, const char *type);
 
 const char *sb_reason(int status);
 
