@@ -158,6 +158,11 @@ struct prov_ops {
     /* Which credential identifies the account for rate limiting:
      * "connection" or a config key such as "portal_id". */
     const char *rate_scope;
+    /* The documented rate when it depends on the connection (Stripe: a
+     * live or a test key). NULL, or false from it: .rate. The worker
+     * calls it once per job, before config.rate_limit overrides. */
+    bool (*rate_of)(const struct prov_creds *creds, const json_t *config,
+                    struct prov_rate *out);
 };
 
 /* The providers implemented so far (registry.c lists them). */
@@ -166,6 +171,9 @@ extern const struct prov_ops prov_zapier;
 extern const struct prov_ops prov_custom_rest;
 extern const struct prov_ops prov_retell;
 extern const struct prov_ops prov_gohighlevel;
+extern const struct prov_ops prov_stripe;
+extern const struct prov_ops prov_twilio;
+extern const struct prov_ops prov_sendgrid;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

@@ -11,6 +11,9 @@ static const struct prov_ops *const providers[] = {
     &prov_custom_rest,
     &prov_retell,
     &prov_gohighlevel,
+    &prov_stripe,
+    &prov_twilio,
+    &prov_sendgrid,
 };
 
 const struct prov_ops *prov_find(const char *name)

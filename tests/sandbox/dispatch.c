@@ -32,11 +32,13 @@
 
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
-    "other", "sandbox"};
+    "stripe", "twilio", "sendgrid", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
-                                              "/gohighlevel", "/oauth"};
+                                              "/gohighlevel", "/oauth",
+                                              "/stripe", "/twilio",
+                                              "/sendgrid"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -142,6 +144,7 @@ const char *sb_reason(int status)
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -230,6 +233,9 @@ void sb_reset(struct sb *s)
     s->custom_next = 1;
     s->prng = s->seed;
     oauth_reset(s->oauth);
+    stripe_reset(s->stripe);
+    twilio_reset(s->twilio);
+    sendgrid_reset(s->sendgrid);
 }
 
 void sb_free(struct sb *s)
@@ -243,6 +249,9 @@ void sb_free(struct sb *s)
     json_decref(s->custom);
     json_decref(s->idem);
     oauth_free(s->oauth);
+    stripe_free(s->stripe);
+    twilio_free(s->twilio);
+    sendgrid_free(s->sendgrid);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -300,7 +309,8 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth or *");
+                              "custom, gohighlevel, oauth, stripe, twilio, "
+                              "sendgrid or *");
             return false;
         }
     }
@@ -409,6 +419,9 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_RETELL: return retell_error_body(status);
     case SB_P_GHL: return ghl_error_body(status);
     case SB_P_OAUTH: return oauth_error_body(status);
+    case SB_P_STRIPE: return stripe_error_body(status);
+    case SB_P_TWILIO: return twilio_error_body(status);
+    case SB_P_SENDGRID: return sendgrid_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -437,6 +450,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
             hs_rate_headers(s, out);
         if (rq->provider == SB_P_GHL)
             ghl_rate_headers(s, out);
+        if (rq->provider == SB_P_SENDGRID)
+            sendgrid_rate_headers(s, out);
         return true;
     }
     return false;
@@ -556,6 +571,12 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = json_incref(s->custom);
     else if (strcmp(p, "gohighlevel") == 0)
         recs = ghl_records(s, *t ? t : "contacts");
+    else if (strcmp(p, "stripe") == 0)
+        recs = stripe_records(s, *t ? t : "customers");
+    else if (strcmp(p, "twilio") == 0)
+        recs = twilio_records(s, *t ? t : "messages");
+    else if (strcmp(p, "sendgrid") == 0)
+        recs = sendgrid_records(s, *t ? t : "mails");
     free(prov);
     free(type);
     if (!recs) {
@@ -694,6 +715,8 @@ static void control(struct sb *s, const struct sb_req *rq,
         control_stats(s, out);
     } else if (strncmp(p, "/oauth/", 7) == 0) {
         oauth_control(s, rq, out);
+    } else if (strncmp(p, "/stripe/", 8) == 0) {
+        stripe_control(s, rq, out);
     } else if (strcmp(p, "/health") == 0 && get) {
         sb_resp_json(out, 200, json_pack("{s:s}", "status", "ok"));
     } else {
@@ -742,6 +765,9 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_CUSTOM: custom_handle(s, rq, out); break;
         case SB_P_GHL: ghl_handle(s, rq, out); break;
         case SB_P_OAUTH: oauth_handle(s, rq, out); break;
+        case SB_P_STRIPE: stripe_handle(s, rq, out); break;
+        case SB_P_TWILIO: twilio_handle(s, rq, out); break;
+        case SB_P_SENDGRID: sendgrid_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

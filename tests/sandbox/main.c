@@ -8,6 +8,12 @@
  *                    [--gohighlevel-daily N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
+ *                    [--stripe-key K]... [--stripe-rate N]
+ *                    [--stripe-search-lag-ms N]
+ *                    [--twilio-auth SID:SECRET]... [--twilio-rate N]
+ *                    [--twilio-send-delay-ms N]
+ *                    [--sendgrid-key K]... [--sendgrid-rate N]
+ *                    [--sendgrid-sender EMAIL]...
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -34,6 +40,11 @@ static void usage(FILE *f)
                "[--gohighlevel-daily N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
+               "[--stripe-key K]... [--stripe-rate N] "
+               "[--stripe-search-lag-ms N] [--twilio-auth SID:SECRET]... "
+               "[--twilio-rate N] [--twilio-send-delay-ms N] "
+               "[--sendgrid-key K]... [--sendgrid-rate N] "
+               "[--sendgrid-sender EMAIL]... "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -102,6 +113,10 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
             s->seed = (uint64_t)v;
         } else if (oauth_option(s, a, val)) {
             /* token endpoints: clients, rotation, JWT key */
+        } else if (stripe_option(s, a, val) || twilio_option(s, a, val) ||
+                   sendgrid_option(s, a, val)) {
+            /* keys, rates and behaviour of the payment and messaging
+             * providers */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;
