@@ -613,7 +613,8 @@ static json_t *customer_mapped(const struct prov_ctx *ctx,
             break;
         if (json_is_null(v))
             continue;
-        if (json_is_object(v)) { /* address, metadata */
+        if (json_is_object(v) && (strcmp(k, "address") == 0 ||
+                                  strcmp(k, "metadata") == 0)) {
             json_t *sub = json_object();
             const char *sk;
             json_t *sv;
@@ -644,7 +645,7 @@ static json_t *customer_mapped(const struct prov_ctx *ctx,
         if (!t) {
             rc = cs_err_set(err, CS_EINVAL, "field_mappings",
                             "mapping_error: '%s' takes text, the mapping "
-                            "gives a list", k);
+                            "gives an object or a list", k);
             break;
         }
         json_object_set_new(out, k, t);

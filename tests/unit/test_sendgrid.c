@@ -189,7 +189,8 @@ Test(sendgrid, templates_and_options)
                 "\"subject_template\":\"{{customer_name_first}}, you're "
                 "booked\",\"text_template\":\"See you on "
                 "{{appointment.date}} (ref {{sync_ref}})\","
-                "\"html_template\":\"<p>See you on {{appointment.date}}</p>\"}");
+                "\"html_template\":"
+                "\"<p>See you on {{appointment.date}}</p>\"}");
     /* base_url overrides the region's host only in tests */
     f.ctx.base_url = NULL;
     build(&f);

@@ -338,7 +338,8 @@ Test(stripe_customer, looks_up_by_email_then_phone_then_creates)
     expect_request(&f, "POST", "/v1/customers");
     cr_expect_str_eq(hdr(&f.rq, "Idempotency-Key"), JOB_ID ":customer");
     expect_form(&f.rq,
-                "{\"name\":\"Jenny Rosen\",\"email\":\"jennyrosen@example.com\","
+                "{\"name\":\"Jenny Rosen\","
+                "\"email\":\"jennyrosen@example.com\","
                 "\"phone\":\"+14155550123\",\"address[line1]\":\"1 Main St\","
                 "\"address[city]\":\"Oakland\",\"address[state]\":\"CA\","
                 "\"metadata[callsync_job_id]\":\"" JOB_ID "\","
@@ -560,7 +561,8 @@ Test(stripe_customer, field_mappings_and_their_errors)
     answer(&f, 200, EMPTY_LIST);
     build(&f);
     expect_form(&f.rq,
-                "{\"name\":\"Jenny Rosen\",\"email\":\"jennyrosen@example.com\","
+                "{\"name\":\"Jenny Rosen\","
+                "\"email\":\"jennyrosen@example.com\","
                 "\"phone\":\"+14155550123\",\"address[line1]\":\"1 Main St\","
                 "\"address[city]\":\"Oakland\",\"address[state]\":\"CA\","
                 "\"address[postal_code]\":\"94607\","
