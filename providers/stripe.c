@@ -375,9 +375,9 @@ static void stripe_fail(const struct prov_ctx *ctx,
     } else if (idem && rsp->status == 400) {
         snprintf(res->code, sizeof(res->code), "idempotency_error");
         snprintf(res->message, sizeof(res->message),
-                 "idempotency key '%.100s' was first used with other "
+                 "idempotency key '%.64s' was first used with other "
                  "parameters (did the connection's config change since the "
-                 "first attempt?): %.100s",
+                 "first attempt?): %.60s",
                  ctx->idempotency_key ? ctx->idempotency_key : "",
                  msg ? msg : "");
         res->outcome = PROV_PERMANENT;
