@@ -82,7 +82,7 @@
 #define STRIPE_TEXT_MAX 500
 
 /* ------------------------------------------------------------------ */
-/* Small helpers                                                      */
+/* Reading the job and the config                                     */
 /* ------------------------------------------------------------------ */
 
 static const char *str_at(const json_t *root, const char *path)
@@ -340,8 +340,10 @@ static int get_query(const struct prov_ctx *ctx, struct prov_request *rq,
 /*
  * Classify a failed answer: the shared rules (prov_classify), refined by
  * Stripe's body {"error": {"type", "code", "message", "param"}} and its
- * Stripe-Should-Retry header. 409 is a concurrent request with the same
- * key, or a lock timeout: retried. A 400 idempotency_error means the key
+ * Stripe-Should-Retry header. api_error (trouble on Stripe's side) is
+ * retried and rate_limit_error rate-limited whatever the status; card and
+ * invalid-request errors stay permanent. 409 is a concurrent request with
+ * the same key, or a lock timeout: retried. A 400 idempotency_error means the key
  * was first used with other parameters (the connection's config changed
  * between attempts): permanent, saying so. Should-Retry "true" makes any
  * other answer but 401 and 429 retryable, "false" permanent.
@@ -370,7 +372,12 @@ static void stripe_fail(const struct prov_ctx *ctx,
     bool idem = type && strcmp(type, "idempotency_error") == 0;
     prov_classify(rsp, res);
     const char *should = prov_response_header(rsp, "stripe-should-retry");
-    if (rsp->status == 409) {
+    if (type && strcmp(type, "rate_limit_error") == 0) {
+        res->outcome = PROV_RATE_LIMITED;
+    } else if (type && strcmp(type, "api_error") == 0 &&
+               rsp->status != 401 && rsp->status != 429) {
+        res->outcome = PROV_RETRY; /* a problem on Stripe's side */
+    } else if (rsp->status == 409) {
         res->outcome = PROV_RETRY;
     } else if (idem && rsp->status == 400) {
         snprintf(res->code, sizeof(res->code), "idempotency_error");

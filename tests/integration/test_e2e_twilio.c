@@ -59,16 +59,16 @@ static json_t *sandbox_json(const char *path)
 }
 
 /* Requests to the Messages list resource by method. */
-static void count_requests(int *posts, int *gets)
+static void count_requests(int *posts, int *lists)
 {
     json_t *j = sandbox_json("/_sandbox/requests?provider=twilio");
-    *posts = *gets = 0;
+    *posts = *lists = 0;
     size_t i;
     json_t *q;
     json_array_foreach(json_object_get(j, "requests"), i, q) {
         const char *m = json_string_value(json_object_get(q, "method"));
         *posts += strcmp(m, "POST") == 0;
-        *gets += strcmp(m, "GET") == 0;
+        *lists += strcmp(m, "GET") == 0;
     }
     json_decref(j);
 }
@@ -134,9 +134,9 @@ Test(e2e_twilio, a_call_without_an_appointment_sends_nothing)
               r && r->str ? r->str : "(none)");
     freeReplyObject(r);
     cr_expect_eq(messages(), 0);
-    int posts, gets;
-    count_requests(&posts, &gets);
-    cr_expect_eq(posts + gets, 0, "Twilio was not called");
+    int posts, lists;
+    count_requests(&posts, &lists);
+    cr_expect_eq(posts + lists, 0, "Twilio was not called");
 }
 
 Test(e2e_twilio, sms_answer_lost_after_sending_is_found_not_resent)
@@ -153,10 +153,10 @@ Test(e2e_twilio, sms_answer_lost_after_sending_is_found_not_resent)
     wait_until(texted, 60000, "the SMS");
     cr_expect_eq(messages(), 1);
     cr_expect_eq(dead_count(), 0);
-    int posts, gets;
-    count_requests(&posts, &gets);
+    int posts, lists;
+    count_requests(&posts, &lists);
     cr_expect_eq(posts, 1, "one send");
-    cr_expect_eq(gets, 1, "one look-up of the recipient's messages");
+    cr_expect_eq(lists, 1, "one look-up of the recipient's messages");
 }
 
 Test(e2e_twilio, storm_of_429_then_one_sms_per_call)

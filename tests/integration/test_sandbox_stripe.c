@@ -62,7 +62,7 @@ static void stop(void)
 TestSuite(sbstripe, .init = setup, .fini = stop, .timeout = 60);
 TestSuite(sbstripe_opts, .fini = stop, .timeout = 60);
 
-/* ---- Helpers ------------------------------------------------------------ */
+/* ---- Requests and answers ----------------------------------------------- */
 
 static struct it_resp req_ct(const char *method, const char *path,
                              const char *headers, const char *ctype,

@@ -1054,6 +1054,13 @@ Test(stripe_errors, classified)
     cr_expect_eq(f.res.outcome, PROV_RETRY);
     cr_expect_str_eq(f.res.code, "api_error");
 
+    answer(&f, 400, "{\"error\":{\"message\":\"Something went wrong\","
+                    "\"type\":\"api_error\"}}");
+    cr_expect_eq(f.res.outcome, PROV_RETRY);
+    answer(&f, 400, "{\"error\":{\"message\":\"Too many requests\","
+                    "\"type\":\"rate_limit_error\"}}");
+    cr_expect_eq(f.res.outcome, PROV_RATE_LIMITED);
+
     struct prov_header no = {(char *)"stripe-should-retry", (char *)"false"};
     answer_h(&f, 500, "{\"error\":{\"type\":\"api_error\"}}", &no, 1);
     cr_expect_eq(f.res.outcome, PROV_PERMANENT);
