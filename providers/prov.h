@@ -164,6 +164,11 @@ struct prov_ops {
      * provider has no such call; no_probe says why. */
     const struct prov_step *probe;
     const char *no_probe;
+    /* The documented rate when it depends on the connection (Stripe: a
+     * live or a test key). NULL, or false from it: .rate. The worker
+     * calls it once per job, before config.rate_limit overrides. */
+    bool (*rate_of)(const struct prov_creds *creds, const json_t *config,
+                    struct prov_rate *out);
 };
 
 /* The providers implemented so far (registry.c lists them). */
@@ -176,6 +181,9 @@ extern const struct prov_ops prov_google_calendar;
 extern const struct prov_ops prov_cal_com;
 extern const struct prov_ops prov_calendly;
 extern const struct prov_ops prov_outlook;
+extern const struct prov_ops prov_stripe;
+extern const struct prov_ops prov_twilio;
+extern const struct prov_ops prov_sendgrid;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

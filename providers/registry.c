@@ -15,6 +15,9 @@ static const struct prov_ops *const providers[] = {
     &prov_cal_com,
     &prov_calendly,
     &prov_outlook,
+    &prov_stripe,
+    &prov_twilio,
+    &prov_sendgrid,
 };
 
 const struct prov_ops *prov_find(const char *name)

@@ -26,6 +26,10 @@
 #define RETELL_KEY "key_worker_test_7c1d"
 #define HUBSPOT_TOKEN "pat-na1-test-0000"
 #define GHL_TOKEN "pit-ghl-test-5e1a"
+#define STRIPE_KEY "sk_test_e2e0000000000000000000001"
+#define TWILIO_SID "AC0123456789abcdef0123456789abcdef"
+#define TWILIO_TOKEN "twilio-e2e-token"
+#define SENDGRID_KEY "SG.e2e-key.0123456789"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -85,7 +89,10 @@ static inline void start_sandbox(int latency_ms)
                     (char *)HUBSPOT_TOKEN, (char *)"--hubspot-rate",
                     (char *)"1000000", (char *)"--gohighlevel-token",
                     (char *)GHL_TOKEN, (char *)"--gohighlevel-rate",
-                    (char *)"1000000", NULL};
+                    (char *)"1000000", (char *)"--stripe-key",
+                    (char *)STRIPE_KEY, (char *)"--twilio-auth",
+                    (char *)TWILIO_SID ":" TWILIO_TOKEN,
+                    (char *)"--sendgrid-key", (char *)SENDGRID_KEY, NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -150,9 +157,13 @@ static inline void start_worker(int inflight)
                "google_calendar=http://127.0.0.1:%d/google_calendar,"
                "cal_com=http://127.0.0.1:%d/cal_com,"
                "calendly=http://127.0.0.1:%d/calendly,"
-               "outlook=http://127.0.0.1:%d/outlook",
+               "outlook=http://127.0.0.1:%d/outlook,"
+               "stripe=http://127.0.0.1:%d/stripe,"
+               "twilio=http://127.0.0.1:%d/twilio,"
+               "sendgrid=http://127.0.0.1:%d/sendgrid",
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
-               sandbox_port, sandbox_port, sandbox_port),
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+               sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),

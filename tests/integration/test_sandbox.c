@@ -943,6 +943,9 @@ Test(sandbox, records_requests_stats_and_reset)
                 "\"cal_com\":{\"total\":0,\"by_status\":{}},"
                 "\"calendly\":{\"total\":0,\"by_status\":{}},"
                 "\"outlook\":{\"total\":0,\"by_status\":{}},"
+                "\"stripe\":{\"total\":0,\"by_status\":{}},"
+                "\"twilio\":{\"total\":0,\"by_status\":{}},"
+                "\"sendgrid\":{\"total\":0,\"by_status\":{}},"
                 "\"other\":{\"total\":1,\"by_status\":{\"404\":1}}}}");
     cr_expect_eq(req("GET", "/_sandbox/records?provider=zapier&type=contacts",
                      NULL, NULL)

@@ -33,14 +33,15 @@
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
     "sentry", "google_calendar", "cal_com", "calendly", "outlook",
-    "other", "sandbox"};
+    "stripe", "twilio", "sendgrid", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
                                               "/gohighlevel", "/oauth",
                                               "/sentry", "/google_calendar",
                                               "/cal_com", "/calendly",
-                                              "/outlook"};
+                                              "/outlook", "/stripe",
+                                              "/twilio", "/sendgrid"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -146,6 +147,7 @@ const char *sb_reason(int status)
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -236,6 +238,9 @@ void sb_reset(struct sb *s)
     s->prng = s->seed;
     oauth_reset(s->oauth);
     cal_sb_reset(s->cal);
+    stripe_reset(s->stripe);
+    twilio_reset(s->twilio);
+    sendgrid_reset(s->sendgrid);
 }
 
 void sb_free(struct sb *s)
@@ -251,6 +256,9 @@ void sb_free(struct sb *s)
     json_decref(s->idem);
     oauth_free(s->oauth);
     cal_sb_free(s->cal);
+    stripe_free(s->stripe);
+    twilio_free(s->twilio);
+    sendgrid_free(s->sendgrid);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -309,8 +317,8 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
                               "custom, gohighlevel, oauth, sentry, "
-                              "google_calendar, cal_com, calendly, outlook "
-                              "or *");
+                              "google_calendar, cal_com, calendly, outlook, "
+                              "stripe, twilio, sendgrid or *");
             return false;
         }
     }
@@ -424,6 +432,9 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_CALCOM:
     case SB_P_CALENDLY:
     case SB_P_OUTLOOK: return cal_sb_error_body(p, status);
+    case SB_P_STRIPE: return stripe_error_body(status);
+    case SB_P_TWILIO: return twilio_error_body(status);
+    case SB_P_SENDGRID: return sendgrid_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -453,6 +464,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
         if (rq->provider == SB_P_GHL)
             ghl_rate_headers(s, out);
         cal_sb_rate_headers(s, rq->provider, out);
+        if (rq->provider == SB_P_SENDGRID)
+            sendgrid_rate_headers(s, out);
         return true;
     }
     return false;
@@ -574,6 +587,12 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = ghl_records(s, *t ? t : "contacts");
     else if (strcmp(p, "sentry") == 0 && (!*t || strcmp(t, "events") == 0))
         recs = json_incref(s->sentry_events);
+    else if (strcmp(p, "stripe") == 0)
+        recs = stripe_records(s, *t ? t : "customers");
+    else if (strcmp(p, "twilio") == 0)
+        recs = twilio_records(s, *t ? t : "messages");
+    else if (strcmp(p, "sendgrid") == 0)
+        recs = sendgrid_records(s, *t ? t : "mails");
     else
         recs = cal_sb_records(s, p, t);
     free(prov);
@@ -714,6 +733,8 @@ static void control(struct sb *s, const struct sb_req *rq,
         control_stats(s, out);
     } else if (strncmp(p, "/oauth/", 7) == 0) {
         oauth_control(s, rq, out);
+    } else if (strncmp(p, "/stripe/", 8) == 0) {
+        stripe_control(s, rq, out);
     } else if (strcmp(p, "/health") == 0 && get) {
         sb_resp_json(out, 200, json_pack("{s:s}", "status", "ok"));
     } else {
@@ -767,6 +788,9 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_CALCOM:
         case SB_P_CALENDLY:
         case SB_P_OUTLOOK: cal_sb_handle(s, rq, out); break;
+        case SB_P_STRIPE: stripe_handle(s, rq, out); break;
+        case SB_P_TWILIO: twilio_handle(s, rq, out); break;
+        case SB_P_SENDGRID: sendgrid_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

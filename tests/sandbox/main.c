@@ -12,6 +12,12 @@
  *                    [--calendly-token T]... [--outlook-token T]...
  *                    [--google-calendar-rate N] [--cal-com-rate N]
  *                    [--calendly-rate N] [--outlook-rate N]
+ *                    [--stripe-key K]... [--stripe-rate N]
+ *                    [--stripe-search-lag-ms N]
+ *                    [--twilio-auth SID:SECRET]... [--twilio-rate N]
+ *                    [--twilio-send-delay-ms N]
+ *                    [--sendgrid-key K]... [--sendgrid-rate N]
+ *                    [--sendgrid-sender EMAIL]...
  *                    [--sentry-key K] [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -42,6 +48,11 @@ static void usage(FILE *f)
                "[--calendly-token T]... [--outlook-token T]... "
                "[--google-calendar-rate N] [--cal-com-rate N] "
                "[--calendly-rate N] [--outlook-rate N] "
+               "[--stripe-key K]... [--stripe-rate N] "
+               "[--stripe-search-lag-ms N] [--twilio-auth SID:SECRET]... "
+               "[--twilio-rate N] [--twilio-send-delay-ms N] "
+               "[--sendgrid-key K]... [--sendgrid-rate N] "
+               "[--sendgrid-sender EMAIL]... "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -114,6 +125,10 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
             /* token endpoints: clients, rotation, JWT key */
         } else if (cal_sb_option(s, a, val)) {
             /* calendar providers: tokens and rates */
+        } else if (stripe_option(s, a, val) || twilio_option(s, a, val) ||
+                   sendgrid_option(s, a, val)) {
+            /* keys, rates and behaviour of the payment and messaging
+             * providers */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;

@@ -16,6 +16,10 @@
  *   oauth.c    the providers' OAuth 2.0 token endpoints
  *   calendars.c  Google Calendar, Cal.com, Calendly and Outlook (with
  *              google_calendar.c, cal_com.c, calendly.c, outlook.c)
+ *   stripe.c   Stripe customers, payment links, invoices, invoice items
+ *   twilio.c   Twilio Programmable Messaging (Messages.json)
+ *   sendgrid.c SendGrid v3 Mail Send
+ *   forms.c    form-encoded bodies (Stripe, Twilio)
  *
  * Everything runs on one event loop; no locks.
  */
@@ -47,6 +51,9 @@ enum sb_provider {
     SB_P_CALCOM,  /* /cal_com */
     SB_P_CALENDLY, /* /calendly */
     SB_P_OUTLOOK, /* /outlook */
+    SB_P_STRIPE,
+    SB_P_TWILIO,
+    SB_P_SENDGRID,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -113,6 +120,9 @@ struct sb_hubspot;
 struct sb_ghl;
 struct sb_oauth;
 struct sb_cal;
+struct sb_stripe;
+struct sb_twilio;
+struct sb_sendgrid;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -145,6 +155,9 @@ struct sb {
     json_t *sentry_events;   /* array of the events received */
     const char *sentry_key;  /* --sentry-key: the only key accepted */
     struct sb_cal *cal;      /* calendar providers */
+    struct sb_stripe *stripe;     /* created on first use, like oauth */
+    struct sb_twilio *twilio;
+    struct sb_sendgrid *sendgrid;
 };
 
 /* ---- sentry.c ----------------------------------------------------------- */
@@ -255,6 +268,49 @@ void cal_sb_rate_headers(struct sb *s, enum sb_provider p,
 /* Records: google_calendar events, cal_com bookings, calendly events and
  * invitees, outlook events; NULL for another type. */
 json_t *cal_sb_records(struct sb *s, const char *provider, const char *type);
+/* ---- forms.c ----------------------------------------------------------- */
+
+/* Parse a form body or query string into JSON strings (nested: Stripe's
+ * bracket notation; flat: repeated names become lists). False with a
+ * message in err for a malformed name. */
+bool sb_form_parse(const char *s, size_t n, bool nested, json_t **out,
+                   char *err, size_t errlen);
+/* Whether the request's body is application/x-www-form-urlencoded. */
+bool sb_is_form(const struct sb_req *rq);
+
+/* ---- stripe.c, twilio.c, sendgrid.c ------------------------------------- */
+
+/* Each: a command-line option of its own (false when it is not one or is
+ * invalid), the handler, the error body for an injected status (stolen
+ * json), the rate-limit headers it adds to every answer, its records of
+ * one type (NULL for an unknown type), and reset (records and counters
+ * go, configuration stays) and free. */
+bool stripe_option(struct sb *s, const char *flag, const char *val);
+void stripe_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+json_t *stripe_error_body(int status);
+json_t *stripe_records(struct sb *s, const char *type);
+/* /_sandbox/stripe/expire_keys: forget every idempotency key, as Stripe
+ * does once they are 24 hours old. */
+void stripe_control(struct sb *s, const struct sb_req *rq,
+                    struct sb_resp *out);
+void stripe_reset(struct sb_stripe *st);
+void stripe_free(struct sb_stripe *st);
+
+bool twilio_option(struct sb *s, const char *flag, const char *val);
+void twilio_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+json_t *twilio_error_body(int status);
+json_t *twilio_records(struct sb *s, const char *type);
+void twilio_reset(struct sb_twilio *t);
+void twilio_free(struct sb_twilio *t);
+
+bool sendgrid_option(struct sb *s, const char *flag, const char *val);
+void sendgrid_handle(struct sb *s, const struct sb_req *rq,
+                     struct sb_resp *out);
+json_t *sendgrid_error_body(int status);
+void sendgrid_rate_headers(struct sb *s, struct sb_resp *out);
+json_t *sendgrid_records(struct sb *s, const char *type);
+void sendgrid_reset(struct sb_sendgrid *g);
+void sendgrid_free(struct sb_sendgrid *g);
 
 const char *sb_reason(int status);
 
