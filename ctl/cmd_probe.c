@@ -304,7 +304,7 @@ int ctl_connections_test(struct ctl *ctl, int argc, char **argv)
         res.retry_after_ms = -1;
         ops->probe->parse(&ctx, &rsp, &res);
         if (status == 0 && !res.message[0])
-            snprintf(res.message, sizeof(res.message), "%s", terr);
+            snprintf(res.message, sizeof(res.message), "%.200s", terr);
         prov_request_release(&rq);
         answer_release(&a);
         if (res.outcome == PROV_NEXT) {

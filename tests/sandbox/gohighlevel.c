@@ -549,6 +549,7 @@ static json_t *contact_new(struct sb *s, const struct sb_req *rq, json_t *in)
     json_object_set(s->ghl->contacts, jstr(c, "id"), c);
     json_array_append(s->ghl->list[T_CONTACTS], c);
     index_contact(s, c);
+    json_decref(c); /* the store holds it; the caller borrows it */
     return c;
 }
 
