@@ -410,10 +410,16 @@ void cfg_print_reference(FILE *out)
 {
     fprintf(out, "| variable | file key | default | meaning |\n"
                  "|---|---|---|---|\n");
-    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
+    for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++) {
+        /* The built-in migrations folder is the checkout's own: shown as
+         * such, so the table reads the same from every checkout. */
+        const char *def = strcmp(rows[i].def, CS_DEFAULT_MIGRATIONS_DIR) == 0
+                              ? "<checkout>/migrations"
+                              : rows[i].def;
         fprintf(out, "| `%s`%s | `%s` | `%s` | %s |\n", rows[i].env,
-                rows[i].secret ? " (also `_FILE`)" : "", rows[i].key,
-                rows[i].def, rows[i].doc);
+                rows[i].secret ? " (also `_FILE`)" : "", rows[i].key, def,
+                rows[i].doc);
+    }
 }
 
 const char *cfg_per_provider(const char *env, const char *provider)
