@@ -380,7 +380,9 @@ static void send_next(struct ljob *j)
         answer_error(j, "config_error", MSG_TROUBLE, err.msg);
         return;
     }
-    j->rq.timeout_ms = (int)left;
+    /* To the deadline itself: an answer that comes later than ingest's
+     * deadline is dropped there, not raced against. */
+    j->rq.timeout_ms = (int)(left + REPLY_MARGIN_MS);
     httpc_send(j->lv->w->http, &j->rq, on_http, j);
 }
 
