@@ -32,6 +32,7 @@ enum ing_route {
     R_STRIPE,
     R_STANDARD,
     R_OUTBOUND,
+    R_TOOLS,
     R_HEALTHZ,
     R_READYZ,
     R_METRICS,
@@ -73,6 +74,8 @@ void met_duplicate(enum ing_route r);
 void met_ignored(enum ing_route r);
 void met_cache(bool hit);
 void met_conns(int delta);
+/* A live-call tool request ended: outcome names how (see tools.c). */
+void met_live(const char *outcome);
 /* Render every metric in Prometheus text format into b. */
 void met_render(struct buf *b);
 
@@ -84,6 +87,7 @@ struct ing_connection {
     char *status;
     json_t *conditions;        /* config.sync_conditions, may be NULL */
     char *webhook_secret;      /* opened (plaintext) or NULL */
+    bool live_tools;           /* config.live_tools: the live calendar */
 };
 
 struct ing_agent {
@@ -146,6 +150,33 @@ void store_enqueue(struct store *s, unsigned shard, const char *seen_key,
                    int seen_ttl_s, const struct store_job *jobs, size_t n,
                    store_enqueue_cb *cb, void *arg);
 
+/* ---- Live requests (live.c) ------------------------------------------- */
+
+struct live;
+
+/*
+ * The answer to a live request: rc 0 with the worker's reply (a JSON
+ * object {req_id, ok, result | error}, borrowed), CS_ETIMEDOUT when
+ * CALLSYNC_LIVE_DEADLINE_MS passed first, CS_EIO when Redis did not take
+ * the request, CS_ECANCELED when the loop stops.
+ */
+typedef void live_cb(int rc, json_t *reply, void *arg);
+
+/* NULL if the Redis URL cannot be parsed. */
+struct live *live_new(struct ev_loop *loop, const struct cfg *cfg);
+/* Pending requests are answered CS_ECANCELED. */
+void live_free(struct live *lv);
+/*
+ * Queue a request on cs:{shard}:live (one XADD) and wait for its reply
+ * without blocking. cb runs exactly once, possibly before this returns
+ * (Redis unavailable).
+ */
+void live_request(struct live *lv, unsigned shard, const char *fn,
+                  const char *connection_id, const char *call_json,
+                  const char *args_json, live_cb *cb, void *arg);
+/* This loop's reply list. */
+const char *live_reply_list(const struct live *lv);
+
 /* ---- HTTP -------------------------------------------------------------- */
 
 #define ING_MAX_HEADERS 64
@@ -197,6 +228,7 @@ struct ing_loop {
     const struct cfg *cfg;
     const struct cs_keyring *kr;
     struct store *store;
+    struct live *live;
     int listen_fd;
     ev_io accept_w;
     ev_async stop_w;
@@ -232,6 +264,13 @@ void ing_close_all(struct ing_loop *l);
 
 /* Name the reason for a refusal decided in ing_route_early. */
 void ing_set_early_reason(struct ing_conn *c, enum ing_reason why);
+
+/* Refuse a failed signature check (rc from shared/sig.h) or a body that
+ * does not validate (routes.c). */
+void ing_fail_sig(struct ing_conn *c, int rc, const char *what);
+void ing_fail_norm(struct ing_conn *c, const struct cs_err *err);
+/* /tools/retell[/<function>] (tools.c). */
+void ing_tools_retell(struct ing_conn *c, struct ing_request *rq);
 
 /* Dispatch a complete request (routes.c). */
 void ing_dispatch(struct ing_conn *c, struct ing_request *rq);

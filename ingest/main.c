@@ -163,6 +163,8 @@ static void *loop_main(void *arg)
     ev_async_stop(l->loop, &l->stop_w);
     ing_close_idle(l);
     ing_close_all(l);
+    live_free(l->live);
+    l->live = NULL;
     store_free(l->store);
     l->store = NULL;
     ev_loop_destroy(l->loop);
@@ -259,6 +261,12 @@ int main(int argc, char **argv)
         l->loop = ev_loop_new(EVFLAG_AUTO);
         l->store = store_new(l, l->loop, &cfg, kr);
         if (!l->store) {
+            fprintf(stderr, "callsync-ingest: CALLSYNC_REDIS_URL is not "
+                            "redis://[:password@]host:port[/db]\n");
+            return 2;
+        }
+        l->live = live_new(l->loop, &cfg);
+        if (!l->live) {
             fprintf(stderr, "callsync-ingest: CALLSYNC_REDIS_URL is not "
                             "redis://[:password@]host:port[/db]\n");
             return 2;

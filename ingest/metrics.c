@@ -13,6 +13,7 @@ static const char *const route_names[R__COUNT] = {
     [R_RETELL] = "retell",     [R_CALLRAIL] = "callrail",
     [R_CALCOM] = "calcom",     [R_STRIPE] = "stripe",
     [R_STANDARD] = "standard", [R_OUTBOUND] = "outbound",
+    [R_TOOLS] = "tools",
     [R_HEALTHZ] = "healthz",   [R_READYZ] = "readyz",
     [R_METRICS] = "metrics",   [R_OTHER] = "other",
 };
@@ -64,6 +65,19 @@ static _Atomic uint64_t lat_bucket[R__COUNT][NBUCKETS + 1];
 static _Atomic uint64_t lat_sum_ns[R__COUNT];
 static _Atomic uint64_t cache_hits, cache_misses;
 static _Atomic int64_t open_conns;
+
+/* How live-call tool requests ended (tools.c, live.c). */
+static const char *const live_outcomes[] = {
+    "answered",    /* the worker's result reached the caller */
+    "failed",      /* the worker answered with an error (spoken) */
+    "deadline",    /* CALLSYNC_LIVE_DEADLINE_MS passed: the fallback */
+    "no_calendar", /* the agent has no calendar connection */
+    "queue_unavailable", /* Redis did not take the request */
+    "late_reply",  /* a reply came after its deadline and was dropped */
+    "other",
+};
+#define NLIVE (sizeof(live_outcomes) / sizeof(live_outcomes[0]))
+static _Atomic uint64_t live_counts[NLIVE];
 
 #define INC(x, n) atomic_fetch_add_explicit(&(x), (n), memory_order_relaxed)
 #define GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -128,6 +142,14 @@ void met_cache(bool hit)
 void met_conns(int delta)
 {
     INC(open_conns, delta);
+}
+
+void met_live(const char *outcome)
+{
+    size_t i = 0;
+    while (i < NLIVE - 1 && strcmp(live_outcomes[i], outcome) != 0)
+        i++;
+    INC(live_counts[i], 1);
 }
 
 #define ADD(...) (void)!buf_addf(b, __VA_ARGS__)
@@ -195,6 +217,12 @@ void met_render(struct buf *b)
         "callsync_ingest_cache_lookups_total{result=\"miss\"} %llu\n",
         (unsigned long long)GET(cache_hits),
         (unsigned long long)GET(cache_misses));
+    ADD("# HELP callsync_ingest_live_requests_total Live-call tool requests "
+        "(/tools/retell), by how they ended.\n"
+        "# TYPE callsync_ingest_live_requests_total counter\n");
+    for (size_t i = 0; i < NLIVE; i++)
+        ADD("callsync_ingest_live_requests_total{outcome=\"%s\"} %llu\n",
+            live_outcomes[i], (unsigned long long)GET(live_counts[i]));
     ADD("# TYPE callsync_ingest_open_connections gauge\n"
         "callsync_ingest_open_connections %lld\n",
         (long long)GET(open_conns));

@@ -6,6 +6,9 @@
  *
  *   retell, callrail, standard:  signature (keys from config) -> parse and
  *                                normalise -> agent look-up -> enqueue
+ *   tools (live calls):          signature -> parse -> agent look-up ->
+ *                                one live request, answered when the
+ *                                worker replies (tools.c)
  *   calcom, stripe, outbound:    look-up of the connection or agent named
  *                                in the path (its secret) -> signature ->
  *                                parse and normalise -> enqueue
@@ -147,6 +150,9 @@ int ing_route_early(struct ing_conn *c, struct ing_request *rq)
         post = false;
     } else if (strcmp(p, "/webhooks/retell") == 0) {
         rq->route = R_RETELL;
+    } else if (strcmp(p, "/tools/retell") == 0 ||
+               strncmp(p, "/tools/retell/", 14) == 0) {
+        rq->route = R_TOOLS;
     } else if (strcmp(p, "/webhooks/callrail") == 0) {
         rq->route = R_CALLRAIL;
     } else if ((seg = segment(p, "/webhooks/calcom/", ""))) {
@@ -178,7 +184,7 @@ int ing_route_early(struct ing_conn *c, struct ing_request *rq)
 
 /* ---- Common answers ---------------------------------------------------- */
 
-static void fail_sig(struct ing_conn *c, int rc, const char *what)
+void ing_fail_sig(struct ing_conn *c, int rc, const char *what)
 {
     enum ing_reason why = RJ_BAD_SIGNATURE;
     const char *msg = "signature does not match";
@@ -201,7 +207,7 @@ static void fail_sig(struct ing_conn *c, int rc, const char *what)
     ing_fail(c, 401, why, "%s: %s", what, msg);
 }
 
-static void fail_norm(struct ing_conn *c, const struct cs_err *err)
+void ing_fail_norm(struct ing_conn *c, const struct cs_err *err)
 {
     enum ing_reason why = err->field[0] ? RJ_INVALID_FIELD : RJ_INVALID_JSON;
     met_reject(why);
@@ -447,7 +453,7 @@ static void after_normalise(struct rctx *x, enum store_key k)
         struct cs_err err;
         cs_err_set(&err, CS_EINVAL, "data.agent_id",
                    "must be a callsync agent id (UUID)");
-        fail_norm(x->c, &err);
+        ing_fail_norm(x->c, &err);
         rctx_free(x);
         return;
     }
@@ -469,14 +475,14 @@ static bool verify_and_normalise(struct rctx *x, int sig_rc,
 {
     struct ing_request *rq = x->rq;
     if (sig_rc) {
-        fail_sig(x->c, sig_rc, header);
+        ing_fail_sig(x->c, sig_rc, header);
         rctx_free(x);
         return false;
     }
     struct cs_err err = {0};
     if (norm(rq->body.data ? rq->body.data : "", rq->body.len,
              norm_opts(ing_conn_loop(x->c)), &x->ev, &err)) {
-        fail_norm(x->c, &err);
+        ing_fail_norm(x->c, &err);
         rctx_free(x);
         return false;
     }
@@ -542,14 +548,14 @@ static void handle_standard(struct rctx *x)
                              rq->body.data, rq->body.len, secrets, ns,
                              cs_now_ms() / 1000, l->cfg->sig_tolerance_s);
     if (rc) {
-        fail_sig(x->c, rc, "webhook-signature");
+        ing_fail_sig(x->c, rc, "webhook-signature");
         rctx_free(x);
         return;
     }
     struct cs_err err = {0};
     if (cs_norm_standard(id, rq->body.data ? rq->body.data : "", rq->body.len,
                          norm_opts(l), &x->ev, &err)) {
-        fail_norm(x->c, &err);
+        ing_fail_norm(x->c, &err);
         rctx_free(x);
         return;
     }
@@ -671,14 +677,14 @@ static void on_outbound_agent(int rc, const struct ing_agent *a, void *arg)
                          rq->body.len, a->outbound_secret, cs_now_ms() / 1000,
                          l->cfg->sig_tolerance_s);
     if (rc) {
-        fail_sig(x->c, rc, "x-webhook-secret or x-callsync-signature");
+        ing_fail_sig(x->c, rc, "x-webhook-secret or x-callsync-signature");
         rctx_free(x);
         return;
     }
     struct cs_err err = {0};
     x->outbound = cs_norm_outbound(body, rq->body.len, norm_opts(l), &err);
     if (!x->outbound) {
-        fail_norm(x->c, &err);
+        ing_fail_norm(x->c, &err);
         rctx_free(x);
         return;
     }
@@ -694,7 +700,7 @@ static void on_outbound_agent(int rc, const struct ing_agent *a, void *arg)
         struct cs_err e2;
         cs_err_set(&e2, CS_EINVAL, "Idempotency-Key",
                    "must be 1 to 255 characters");
-        fail_norm(x->c, &e2);
+        ing_fail_norm(x->c, &e2);
         rctx_free(x);
         return;
     }
@@ -813,6 +819,9 @@ void ing_dispatch(struct ing_conn *c, struct ing_request *rq)
         return;
     case R_OUTBOUND:
         handle_outbound(rctx_new(c, rq));
+        return;
+    case R_TOOLS:
+        ing_tools_retell(c, rq);
         return;
     default:
         ing_fail(c, 404, RJ_NOT_FOUND, "no route for '%s'", rq->path);

@@ -41,7 +41,10 @@
  * original ids).
  * A job id that already has a hash is not enqueued again: the same call
  * reaching the same connection through another event is one job. The job
- * hash starts as {state: queued}; workers add checkpoints to it. Consumer
+ * hash starts as {state: queued}; workers add checkpoints to it. A hash
+ * without a state holds only what a live-call booking checkpointed (with
+ * a TTL, in case no job ever follows): the job is enqueued and its hash
+ * kept for good, like any other. Consumer
  * groups are created by workers (XGROUP CREATE ... 0 MKSTREAM), so jobs
  * enqueued before the first worker starts are delivered too.
  */
@@ -53,6 +56,7 @@ static const char enqueue_lua[] =
     "  local id = ARGV[2 * i]\n"
     "  ids[i] = id\n"
     "  if redis.call('HSETNX', KEYS[2 * i + 1], 'state', 'queued') == 1 then\n"
+    "    redis.call('PERSIST', KEYS[2 * i + 1])\n"
     "    redis.call('XADD', KEYS[2 * i], '*', 'job_id', id, 'job', "
     "ARGV[2 * i + 1])\n"
     "  end\n"
@@ -313,7 +317,8 @@ void store_lookup(struct store *s, enum store_key k, const char *value,
     "  AND w.is_active LIMIT 1), "                                           \
     "COALESCE((SELECT json_agg(json_build_object('id', c.id, 'type', "       \
     "  c.integration_type, 'status', c.connection_status, 'conditions', "    \
-    "  c.config->'sync_conditions', 'webhook_secret', c.webhook_secret) "    \
+    "  c.config->'sync_conditions', 'webhook_secret', c.webhook_secret, "     \
+    "  'live_tools', c.config->'live_tools') "                                \
     "  ORDER BY c.created_at, c.id) FROM integration_connections c "         \
     "  WHERE c.agent_id = a.id AND c.is_active AND c.sync_enabled "          \
     "  AND c.connection_status <> 'disconnected'), '[]') "                   \
@@ -374,6 +379,7 @@ static struct ing_agent *agent_from_result(struct store *s, const PGresult *r)
         ic->status = xstrdup(st ? st : "connected");
         json_t *cond = json_object_get(c, "conditions");
         ic->conditions = json_is_null(cond) ? NULL : json_incref(cond);
+        ic->live_tools = json_is_true(json_object_get(c, "live_tools"));
         ic->webhook_secret = open_secret(
             s, json_string_value(json_object_get(c, "webhook_secret")),
             "webhook_secret", id);

@@ -94,6 +94,12 @@ static const struct cfg_row rows[] = {
     S("standard_secrets", "CALLSYNC_STANDARD_WEBHOOK_SECRETS", standard_secrets,
       "", true,
       "Standard Webhooks secrets per source: source=whsec_...[,source=...]"),
+    I("live_deadline_ms", "CALLSYNC_LIVE_DEADLINE_MS", live_deadline_ms,
+      "5000", 200, 60000,
+      "live-call tools (/tools/retell): longest wait for the calendar "
+      "before the caller hears the fallback"),
+    I("live_slots", "CALLSYNC_LIVE_SLOTS", live_slots, "6", 1, 20,
+      "free slots offered per check_availability answer"),
     S("worker_consumer", "CALLSYNC_WORKER_CONSUMER", worker_consumer, "", false,
       "consumer name in the streams' group; empty: <hostname>-<pid>"),
     I("worker_inflight", "CALLSYNC_WORKER_INFLIGHT", worker_inflight, "512", 1,
@@ -125,6 +131,10 @@ static const struct cfg_row rows[] = {
       worker_defer_max_ms, "5000", 0, 600000,
       "a rate-limited job waits in memory up to this long, else in the "
       "delayed set"),
+    I("worker_live_inflight", "CALLSYNC_WORKER_LIVE_INFLIGHT",
+      worker_live_inflight, "64", 1, 10000,
+      "live-call requests a worker runs at once, besides "
+      "CALLSYNC_WORKER_INFLIGHT jobs"),
     S("retry_policy", "CALLSYNC_RETRY_POLICY", retry_policy,
       "base=2s,cap=1h,attempts=15,max_age=48h", false,
       "retry backoff (full jitter); per provider: "

@@ -42,6 +42,8 @@ struct cfg {
     char *retell_api_keys;       /* secret: comma-separated */
     char *callrail_secrets;      /* secret: comma-separated */
     char *standard_secrets;      /* secret: "source=whsec_..[,source=..]" */
+    int live_deadline_ms;        /* live-call tools: the caller's wait */
+    int live_slots;              /* slots offered per availability answer */
 
     char *worker_consumer;       /* "": <hostname>-<pid> */
     int worker_inflight;
@@ -54,6 +56,7 @@ struct cfg {
     int worker_host_conns;
     int worker_grace_ms;
     int worker_defer_max_ms;
+    int worker_live_inflight;    /* live-call requests at once */
     char *retry_policy;          /* "base=2s,cap=1h,attempts=15,max_age=48h" */
     char *provider_base_urls;    /* "hubspot=http://..,retell=http://.." */
     int job_retention_s;

@@ -43,6 +43,8 @@ static int worker_seq;
 static int worker_request_timeout_ms; /* 0: the worker's default */
 /* Up to four more "NAME=value" settings for the next start_worker. */
 static const char *worker_env_extra[4];
+/* Up to two more for the next start_ingest. */
+static const char *ingest_env_extra[2];
 
 /* ---- Processes --------------------------------------------------------- */
 
@@ -132,8 +134,14 @@ static inline void start_ingest(void)
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_INGEST_THREADS", "1"),
         env_kv("CALLSYNC_LOG_LEVEL", "warn"),
-        NULL,
+        NULL, NULL, NULL,
     };
+    size_t n = 0;
+    while (env[n])
+        n++;
+    for (size_t i = 0; i < CS_ARRAY_LEN(ingest_env_extra); i++)
+        if (ingest_env_extra[i])
+            env[n++] = xstrdup(ingest_env_extra[i]);
     char *argv[] = {(char *)CS_BIN_DIR "/callsync-ingest", NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/ingest.log", dir);
@@ -339,6 +347,7 @@ static inline void e2e_teardown(void)
     rc = NULL;
     worker_pid = 0;
     memset(worker_env_extra, 0, sizeof(worker_env_extra));
+    memset(ingest_env_extra, 0, sizeof(ingest_env_extra));
     tpg_teardown(&db);
     cs_keyring_free(kr);
     free(org);

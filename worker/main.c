@@ -462,6 +462,7 @@ static void on_tick(EV_P_ ev_timer *t, int revents)
         wrk_heartbeat(w);
     }
     if (!w->draining) {
+        wlive_tick(w);
         promote(w);
         if (now - w->last_reclaim_ms >= w->cfg->worker_visibility_ms / 4) {
             w->last_reclaim_ms = now;
@@ -502,7 +503,7 @@ static void on_drain(EV_P_ ev_timer *t, int revents)
     double since = ev_now(EV_A) - w->drain_started;
     double grace = w->cfg->worker_grace_ms / 1000.0;
     if (!w->drain_jobs_over) {
-        if (w->inflight > 0 && since <= grace)
+        if ((w->inflight > 0 || wlive_running(w) > 0) && since <= grace)
             return;
         w->drain_jobs_over = true;
         if (w->inflight > 0) {
@@ -641,6 +642,8 @@ int wrk_start(struct wrk *w)
     ev_init(&w->reconnect, on_reconnect);
     w->reconnect.data = w;
     redis_connect(w);
+    if (wlive_start(w))
+        return 2;
     ev_timer_init(&w->tick, on_tick, TICK_S, TICK_S);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
@@ -675,6 +678,7 @@ void wrk_stop(struct wrk *w)
     w->rc = w->rb = w->sub = NULL;
     wrk_free_jobs(w);
     wconn_free_all(w);
+    wlive_stop(w);
     pga_free(w->pg);
     for (size_t i = 0; i < w->nstreams; i++)
         free(w->streams[i].key);

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 struct wrk;
+struct wlive;
 
 #define WRK_LAT_BUCKETS 12
 
@@ -120,6 +121,7 @@ struct wrk {
     uint64_t n_done, n_retried, n_dead, n_parked, n_deferred, n_reclaimed;
     uint64_t n_promoted;
     struct mhttp *ops;         /* /metrics, /healthz, /readyz, or NULL */
+    struct wlive *live;        /* live-call requests (live.c) */
 };
 
 /* engine.c */
@@ -146,6 +148,14 @@ void rl_pause_async(struct wrk *w, const char *provider, const char *account,
 /* Redis scripting with an EVAL fallback when the script cache is empty. */
 void wrk_eval(struct wrk *w, const char *lua, redisCallbackFn *cb, void *arg,
               int nkeys, const char *const *kv, int nkv);
+
+/* live.c: live-call requests, read from cs:{S}:live apart from jobs.
+ * Start after the streams and shards are known (2 on a bad config);
+ * tick with the worker's tick; stop after wconn_free_all. */
+int wlive_start(struct wrk *w);
+void wlive_tick(struct wrk *w);
+size_t wlive_running(const struct wrk *w);
+void wlive_stop(struct wrk *w);
 
 /* metrics.c: the operational endpoints (CALLSYNC_WORKER_METRICS_ADDR). */
 int wrk_metrics_start(struct wrk *w);

@@ -8,6 +8,11 @@
  *       generation; Retell's tolerance is five minutes, so the file must be
  *       used within that.
  *
+ *   callsync-benchgen live API_KEY RETELL_AGENT COUNT OUT
+ *       N signed live-call requests for live.sh (POST /tools/retell,
+ *       check_availability of one of the next 20 weekdays), each from a
+ *       distinct call, in the same format.
+ *
  *   callsync-benchgen jobs --redis URL --agent ID --org ID --connection ID
  *                          --provider P --count N [--rate R] [--shards N]
  *                          --out FILE FIXTURE
@@ -97,6 +102,52 @@ static int gen_webhooks(char **argv)
     }
     fclose(out);
     json_decref(doc);
+    return 0;
+}
+
+static int gen_live(char **argv)
+{
+    const char *key = argv[2], *agent = argv[3];
+    long count = strtol(argv[4], NULL, 10);
+    FILE *out = fopen(argv[5], "wb");
+    if (!out || count <= 0) {
+        fprintf(stderr, "benchgen: bad count or output '%s'\n", argv[5]);
+        if (out)
+            fclose(out);
+        return 1;
+    }
+    char run[16];
+    snprintf(run, sizeof(run), "%lld", (long long)(cs_now_ms() % 100000000));
+    int64_t day0 = cs_now_ms() / 86400000 + 1;
+    for (long i = 0; i < count; i++) {
+        /* One of the next 20 days (UTC dates; weekends answer "none"). */
+        char date[32];
+        cs_rfc3339_s((day0 + i % 20) * 86400000, date);
+        date[10] = '\0';
+        char *body = xasprintf(
+            "{\"name\":\"check_availability\",\"call\":{\"call_id\":"
+            "\"call_live_%s_%ld\",\"agent_id\":\"%s\",\"from_number\":"
+            "\"+1415555%04ld\",\"call_status\":\"ongoing\"},\"args\":"
+            "{\"date\":\"%s\"}}",
+            run, i, agent, i % 10000, date);
+        size_t n = strlen(body);
+        char ts[24];
+        snprintf(ts, sizeof(ts), "%lld", (long long)cs_now_ms());
+        unsigned char mac[CS_SHA256_LEN];
+        cs_hmac_sha256(key, strlen(key), body, n, ts, strlen(ts), NULL, 0,
+                       mac);
+        char hex[65];
+        cs_hex_encode(mac, sizeof(mac), hex);
+        fprintf(out,
+                "POST /tools/retell HTTP/1.1\r\nHost: bench\r\n"
+                "Content-Type: application/json\r\n"
+                "X-Retell-Signature: v=%s,d=%s\r\n"
+                "Content-Length: %zu\r\n\r\n%s",
+                ts, hex, n, body);
+        fputc('\0', out);
+        free(body);
+    }
+    fclose(out);
     return 0;
 }
 
@@ -572,6 +623,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "jobs") == 0)
         return gen_jobs(argc, argv);
+    if (argc == 6 && strcmp(argv[1], "live") == 0)
+        return gen_live(argv);
     if (argc >= 2 && strcmp(argv[1], "report") == 0)
         return report(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "wait") == 0)
@@ -579,6 +632,8 @@ int main(int argc, char **argv)
     if (argc != 5) {
         fprintf(stderr,
                 "usage: callsync-benchgen FIXTURE API_KEY COUNT OUT\n"
+                "       callsync-benchgen live API_KEY RETELL_AGENT COUNT "
+                "OUT\n"
                 "       callsync-benchgen jobs --redis URL --agent ID --org ID "
                 "--connection ID --provider P --count N [--rate R] "
                 "[--shards N] --out FILE FIXTURE\n"
