@@ -6,6 +6,8 @@
  *                    [--hubspot-token T]... [--hubspot-rate N] [--seed N]
  *                    [--gohighlevel-token T]... [--gohighlevel-rate N]
  *                    [--gohighlevel-daily N]
+ *                    [--pipedrive-token T]... [--pipedrive-rate N]
+ *                    [--pipedrive-daily N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
  *                    [--log-level warn]
@@ -32,6 +34,8 @@ static void usage(FILE *f)
                "[--latency-ms N] [--hubspot-token T]... [--hubspot-rate N] "
                "[--seed N] [--gohighlevel-token T]... [--gohighlevel-rate N] "
                "[--gohighlevel-daily N] "
+               "[--pipedrive-token T]... [--pipedrive-rate N] "
+               "[--pipedrive-daily N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
                "[--log-level debug|info|warn|error]\n");
@@ -97,6 +101,15 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--gohighlevel-daily") == 0 &&
                    parse_ll(val, 1, INT64_MAX, &v)) {
             s->ghl_daily = v;
+        } else if (strcmp(a, "--pipedrive-token") == 0 && *val &&
+                   s->npd_tokens < SB_MAX_TOKENS) {
+            s->pd_tokens[s->npd_tokens++] = val;
+        } else if (strcmp(a, "--pipedrive-rate") == 0 &&
+                   parse_ll(val, 1, 10000000, &v)) {
+            s->pd_rate = (int)v;
+        } else if (strcmp(a, "--pipedrive-daily") == 0 &&
+                   parse_ll(val, 1, INT64_MAX, &v)) {
+            s->pd_daily = v;
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
@@ -181,6 +194,8 @@ int main(int argc, char **argv)
     s.hubspot_rate = 100;
     s.ghl_rate = 100;
     s.ghl_daily = 200000;
+    s.pd_rate = 20;
+    s.pd_daily = 30000;
     s.seed = 1;
     int rc = parse_args(argc, argv, &s, &o);
     if (rc)
@@ -192,6 +207,7 @@ int main(int argc, char **argv)
     s.prng = s.seed;
     s.hs = hs_new();
     s.ghl = ghl_new();
+    s.pd = pd_new();
     s.zapier_hooks = json_array();
     s.retell_calls = json_array();
     s.custom = json_array();

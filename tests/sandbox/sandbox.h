@@ -14,6 +14,7 @@
  *   others.c   Zapier, Retell and custom REST
  *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
  *   oauth.c    the providers' OAuth 2.0 token endpoints
+ *   pipedrive.c  Pipedrive persons, notes, deals, activities
  *
  * Everything runs on one event loop; no locks.
  */
@@ -40,6 +41,7 @@ enum sb_provider {
     SB_P_CUSTOM,
     SB_P_GHL,
     SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
+    SB_P_PIPEDRIVE,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -105,6 +107,7 @@ struct sb_logged {
 struct sb_hubspot;
 struct sb_ghl;
 struct sb_oauth;
+struct sb_pd;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -134,6 +137,11 @@ struct sb {
     json_t *idem;          /* Idempotency-Key -> {"status","body"} */
     long long custom_next;
     struct sb_oauth *oauth;  /* token endpoints: clients, grants, counters */
+    const char *pd_tokens[SB_MAX_TOKENS];
+    size_t npd_tokens;
+    int pd_rate;         /* per 2 s and token */
+    long long pd_daily;  /* daily token budget */
+    struct sb_pd *pd;
 };
 
 /* ---- server.c ----------------------------------------------------------- */
@@ -218,6 +226,20 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
 void oauth_control(struct sb *s, const struct sb_req *rq,
                    struct sb_resp *out);
 json_t *oauth_error_body(int status);
+
+/* ---- pipedrive.c -------------------------------------------------------- */
+
+struct sb_pd *pd_new(void);
+void pd_free(struct sb_pd *p);
+void pd_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Pipedrive error body for an injected status (stolen json). */
+json_t *pd_error_body(int status);
+/* Add the x-ratelimit-* and daily budget headers to out. */
+void pd_rate_headers(struct sb *s, const struct sb_req *rq,
+                     struct sb_resp *out);
+/* Records of one type ("persons", "notes", "deals", "activities"), or
+ * NULL. */
+json_t *pd_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
