@@ -26,6 +26,7 @@
 #define RETELL_KEY "key_worker_test_7c1d"
 #define HUBSPOT_TOKEN "pat-na1-test-0000"
 #define GHL_TOKEN "pit-ghl-test-5e1a"
+#define PD_TOKEN "pd-e2e-token-3c9f"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -85,6 +86,8 @@ static inline void start_sandbox(int latency_ms)
                     (char *)HUBSPOT_TOKEN, (char *)"--hubspot-rate",
                     (char *)"1000000", (char *)"--gohighlevel-token",
                     (char *)GHL_TOKEN, (char *)"--gohighlevel-rate",
+                    (char *)"1000000", (char *)"--pipedrive-token",
+                    (char *)PD_TOKEN, (char *)"--pipedrive-rate",
                     (char *)"1000000", NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
@@ -146,8 +149,9 @@ static inline void start_worker(int inflight)
         env_kv("CALLSYNC_PROVIDER_BASE_URLS",
                "hubspot=http://127.0.0.1:%d/hubspot,"
                "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
+               "pipedrive=http://127.0.0.1:%d/pipedrive,"
                "retell=http://127.0.0.1:%d/retell",
-               sandbox_port, sandbox_port, sandbox_port),
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),
