@@ -271,3 +271,60 @@ Test(e2e_pd, second_call_of_the_caller_reuses_person_and_deal)
     cr_expect_eq(pd("notes"), 2, "a note per call");
     cr_expect_eq(dead_count(), 0);
 }
+
+/* Pipedrive spends one budget per company: two connections to the same
+ * company_domain share one limiter key, so together they stay within one
+ * connection's limit (4/s here, paced every 250 ms), where two separate
+ * keys would send 8/s. */
+Test(e2e_pd, two_connections_to_one_company_share_one_limit)
+{
+    const char *slow = "'{\"company_domain\":\"shared-co\","
+                       "\"rate_limit\":\"4/1s\"}'";
+    char *args = xasprintf("--type pipedrive --api-key-env CS_E2E_SECRET "
+                           "--config %s", slow);
+    char *c1 = ctl_add_conn(args, PD_TOKEN);
+    char *c2 = ctl_add_conn(args, PD_TOKEN);
+    free(args);
+    /* The setup's connection is fast and of another company: take it out
+     * so that only the two slow ones get jobs. */
+    const char *p[] = {c_pd};
+    free(it_sql(&db, "UPDATE integration_connections SET is_active = false "
+                     "WHERE id = $1::uuid RETURNING id::text", 1, p));
+    it_stop(ingest_pid, SIGTERM, 15000);
+    start_ingest();
+    start_worker(64);
+    post_fixture_calls("call_analyzed.json", 0, 3);
+    notes_target = 6;
+    wait_until(notes_written, 60000, "every job done");
+
+    struct it_resp r = it_get(sandbox_port,
+                              "/_sandbox/requests?provider=pipedrive");
+    cr_assert_eq(r.status, 200);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    cr_assert(j);
+    json_t *reqs = json_object_get(j, "requests");
+    size_t n = json_array_size(reqs);
+    cr_assert_geq(n, 12, "both connections synced 3 calls: %zu requests", n);
+    int64_t *at = xcalloc(n, sizeof(*at));
+    for (size_t i = 0; i < n; i++)
+        at[i] = json_integer_value(
+            json_object_get(json_array_get(reqs, i), "received_at_ms"));
+    /* No second holds more than the limit (plus one for a request on the
+     * window's edge); the whole run took as long as pacing says. */
+    size_t worst = 0;
+    for (size_t i = 0, k = 0; i < n; i++) {
+        while (at[i] - at[k] >= 1000)
+            k++;
+        if (i - k + 1 > worst)
+            worst = i - k + 1;
+    }
+    cr_expect_leq(worst, 5, "%zu requests within one second", worst);
+    cr_expect_geq(at[n - 1] - at[0], (int64_t)(n - 1) * 250 * 9 / 10,
+                  "%zu requests in %lld ms", n,
+                  (long long)(at[n - 1] - at[0]));
+    cr_expect_eq(dead_count(), 0);
+    free(at);
+    json_decref(j);
+    free(c1);
+    free(c2);
+}
