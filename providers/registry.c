@@ -12,6 +12,7 @@ static const struct prov_ops *const providers[] = {
     &prov_retell,
     &prov_gohighlevel,
     &prov_pipedrive,
+    &prov_zoho,
 };
 
 const struct prov_ops *prov_find(const char *name)
