@@ -32,12 +32,12 @@
 
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
-    "pipedrive", "other", "sandbox"};
+    "pipedrive", "zoho", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
                                               "/gohighlevel", "/oauth",
-                                              "/pipedrive"};
+                                              "/pipedrive", "/zoho"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -226,6 +226,8 @@ void sb_reset(struct sb *s)
     s->ghl = ghl_new();
     pd_free(s->pd);
     s->pd = pd_new();
+    zoho_free(s->zoho);
+    s->zoho = zoho_new();
     json_array_clear(s->zapier_hooks);
     json_array_clear(s->retell_calls);
     json_array_clear(s->custom);
@@ -242,6 +244,7 @@ void sb_free(struct sb *s)
     hs_free(s->hs);
     ghl_free(s->ghl);
     pd_free(s->pd);
+    zoho_free(s->zoho);
     json_decref(s->zapier_hooks);
     json_decref(s->retell_calls);
     json_decref(s->custom);
@@ -304,7 +307,8 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth, pipedrive or *");
+                              "custom, gohighlevel, oauth, pipedrive, zoho "
+                              "or *");
             return false;
         }
     }
@@ -414,6 +418,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_GHL: return ghl_error_body(status);
     case SB_P_OAUTH: return oauth_error_body(status);
     case SB_P_PIPEDRIVE: return pd_error_body(status);
+    case SB_P_ZOHO: return zoho_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -565,6 +570,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = ghl_records(s, *t ? t : "contacts");
     else if (strcmp(p, "pipedrive") == 0)
         recs = pd_records(s, *t ? t : "persons");
+    else if (strcmp(p, "zoho") == 0)
+        recs = zoho_records(s, *t ? t : "leads");
     free(prov);
     free(type);
     if (!recs) {
@@ -752,6 +759,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_GHL: ghl_handle(s, rq, out); break;
         case SB_P_OAUTH: oauth_handle(s, rq, out); break;
         case SB_P_PIPEDRIVE: pd_handle(s, rq, out); break;
+        case SB_P_ZOHO: zoho_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

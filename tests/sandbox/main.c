@@ -8,6 +8,7 @@
  *                    [--gohighlevel-daily N]
  *                    [--pipedrive-token T]... [--pipedrive-rate N]
  *                    [--pipedrive-daily N]
+ *                    [--zoho-token T]... [--zoho-credits N] [--zoho-rate N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
  *                    [--log-level warn]
@@ -36,6 +37,7 @@ static void usage(FILE *f)
                "[--gohighlevel-daily N] "
                "[--pipedrive-token T]... [--pipedrive-rate N] "
                "[--pipedrive-daily N] "
+               "[--zoho-token T]... [--zoho-credits N] [--zoho-rate N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
                "[--log-level debug|info|warn|error]\n");
@@ -110,6 +112,15 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--pipedrive-daily") == 0 &&
                    parse_ll(val, 1, INT64_MAX, &v)) {
             s->pd_daily = v;
+        } else if (strcmp(a, "--zoho-token") == 0 && *val &&
+                   s->nzoho_tokens < SB_MAX_TOKENS) {
+            s->zoho_tokens[s->nzoho_tokens++] = val;
+        } else if (strcmp(a, "--zoho-credits") == 0 &&
+                   parse_ll(val, 1, INT64_MAX, &v)) {
+            s->zoho_credits = v;
+        } else if (strcmp(a, "--zoho-rate") == 0 &&
+                   parse_ll(val, 0, 10000000, &v)) {
+            s->zoho_rate = v;
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
@@ -196,6 +207,7 @@ int main(int argc, char **argv)
     s.ghl_daily = 200000;
     s.pd_rate = 20;
     s.pd_daily = 30000;
+    s.zoho_credits = 5000;
     s.seed = 1;
     int rc = parse_args(argc, argv, &s, &o);
     if (rc)
@@ -208,6 +220,7 @@ int main(int argc, char **argv)
     s.hs = hs_new();
     s.ghl = ghl_new();
     s.pd = pd_new();
+    s.zoho = zoho_new();
     s.zapier_hooks = json_array();
     s.retell_calls = json_array();
     s.custom = json_array();

@@ -15,6 +15,7 @@
  *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
  *   oauth.c    the providers' OAuth 2.0 token endpoints
  *   pipedrive.c  Pipedrive persons, notes, deals, activities
+ *   zoho.c     Zoho CRM leads, contacts and their notes
  *
  * Everything runs on one event loop; no locks.
  */
@@ -42,6 +43,7 @@ enum sb_provider {
     SB_P_GHL,
     SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
     SB_P_PIPEDRIVE,
+    SB_P_ZOHO,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -108,6 +110,7 @@ struct sb_hubspot;
 struct sb_ghl;
 struct sb_oauth;
 struct sb_pd;
+struct sb_zoho;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -142,6 +145,11 @@ struct sb {
     int pd_rate;         /* per 2 s and token */
     long long pd_daily;  /* daily token budget */
     struct sb_pd *pd;
+    const char *zoho_tokens[SB_MAX_TOKENS];
+    size_t nzoho_tokens;
+    long long zoho_credits; /* per rolling 24 h */
+    long long zoho_rate;    /* calls per second; 0: no limit */
+    struct sb_zoho *zoho;
 };
 
 /* ---- server.c ----------------------------------------------------------- */
@@ -240,6 +248,16 @@ void pd_rate_headers(struct sb *s, const struct sb_req *rq,
 /* Records of one type ("persons", "notes", "deals", "activities"), or
  * NULL. */
 json_t *pd_records(struct sb *s, const char *type);
+
+/* ---- zoho.c ------------------------------------------------------------- */
+
+struct sb_zoho *zoho_new(void);
+void zoho_free(struct sb_zoho *z);
+void zoho_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Zoho error body for an injected status (stolen json). */
+json_t *zoho_error_body(int status);
+/* Records of one type ("leads", "contacts", "notes"), or NULL. */
+json_t *zoho_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
