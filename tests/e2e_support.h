@@ -27,6 +27,7 @@
 #define HUBSPOT_TOKEN "pat-na1-test-0000"
 #define GHL_TOKEN "pit-ghl-test-5e1a"
 #define PD_TOKEN "pd-e2e-token-3c9f"
+#define ZOHO_TOKEN "1000.zoho-e2e-token-8b2d"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -88,7 +89,9 @@ static inline void start_sandbox(int latency_ms)
                     (char *)GHL_TOKEN, (char *)"--gohighlevel-rate",
                     (char *)"1000000", (char *)"--pipedrive-token",
                     (char *)PD_TOKEN, (char *)"--pipedrive-rate",
-                    (char *)"1000000", NULL};
+                    (char *)"1000000", (char *)"--zoho-token",
+                    (char *)ZOHO_TOKEN, (char *)"--zoho-credits",
+                    (char *)"100000000", NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -150,8 +153,10 @@ static inline void start_worker(int inflight)
                "hubspot=http://127.0.0.1:%d/hubspot,"
                "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
                "pipedrive=http://127.0.0.1:%d/pipedrive,"
+               "zoho=http://127.0.0.1:%d/zoho,"
                "retell=http://127.0.0.1:%d/retell",
-               sandbox_port, sandbox_port, sandbox_port, sandbox_port),
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+               sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),
