@@ -59,8 +59,9 @@
 #define SEARCH_RATE 10
 #define FAIR_USE 10000
 #define MAX_WINDOWS (SB_MAX_TOKENS + 1)
-#define ERROR_INFO "Please check developers.pipedrive.com for more information " \
-                   "about Pipedrive API."
+#define ERROR_INFO                                                           \
+    "Please check developers.pipedrive.com for more information about "      \
+    "Pipedrive API."
 
 enum { T_PERSONS, T_NOTES, T_DEALS, T_ACTIVITIES, T_COUNT };
 

@@ -19,17 +19,19 @@
  * (MANDATORY_NOT_FOUND); Email must look like one (INVALID_DATA); field
  * API names are letters, digits and underscores. The upsert matches
  * duplicate_check_fields in order (default Email), emails ignoring case
- * and phones by digits (with or without the country code), and updates the match ("action": "update", HTTP
- * 200) or inserts ("action": "insert", 201). A search or a list with no
- * result answers 204 without a body. A related list needs "fields"
- * (REQUIRED_PARAM_MISSING). Unknown ids: 400 INVALID_DATA "the related id
- * given seems to be invalid".
+ * and phones by digits (with or without the country code), and updates
+ * the match ("action": "update", HTTP 200) or inserts ("action":
+ * "insert", 201). A search or a list with no result answers 204 without
+ * a body. A related list needs "fields" (REQUIRED_PARAM_MISSING).
+ * Unknown ids: 400 INVALID_DATA "the related id given seems to be
+ * invalid".
  *
  * Limits: --zoho-credits API credits per rolling 24 h, counted per
- * minute (default 5,000, the Free edition's; one per call) and --zoho-rate calls per second (a
- * sandbox stand-in for Zoho's concurrency limit, default unlimited); past
- * either, 429 {"code": "TOO_MANY_REQUESTS", ...}, whose message names the
- * credits when those are spent.
+ * minute (default 5,000, the Free edition's; one per call), and
+ * --zoho-rate calls per second (a sandbox stand-in for Zoho's
+ * concurrency limit, default unlimited); past either, 429 {"code":
+ * "TOO_MANY_REQUESTS", ...}, whose message names the credits when those
+ * are spent.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "sandbox.h"

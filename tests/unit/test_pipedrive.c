@@ -931,7 +931,7 @@ Test(pd, note_transcript_excerpt_is_cut_on_a_character)
     /* 2999 ASCII bytes, then a 2-byte character straddling the cap. */
     char *tr = malloc(3200);
     memset(tr, 'a', 2999);
-    strcpy(tr + 2999, "\xc3\xa9 and more");
+    memcpy(tr + 2999, "\xc3\xa9 and more", sizeof("\xc3\xa9 and more"));
     json_object_set_new(call, "transcript", json_string(tr));
     free(tr);
     struct fx f;

@@ -308,7 +308,8 @@ Test(zoho, record_found_is_filled_in_only_where_empty)
                              "\"source\":\"call_summary\"}]}");
     struct prov_request rq;
     struct prov_result res;
-    build(&f, "record", &rq, "GET", "/Contacts/search?email=jane%40example.com");
+    build(&f, "record", &rq, "GET",
+          "/Contacts/search?email=jane%40example.com");
     prov_request_release(&rq);
     /* Search matches words: the first hit has another email. */
     answer(&f, "record", 200,
