@@ -94,7 +94,7 @@
  *   create_activity     (true): add booked appointments as activities
  *   timezone            for appointments whose call names none
  */
-#include "prov.h"
+#include "pipedrive_internal.h"
 #include "buf.h"
 #include "mapping.h"
 #include "when.h"
@@ -107,13 +107,6 @@
 #include <strings.h>
 
 #define PD_BASE_URL "https://api.pipedrive.com"
-
-/* Caps on the text we write, bytes. */
-#define PD_NOTE_MAX 40000
-#define PD_SUMMARY_MAX 4000
-#define PD_TRANSCRIPT_MAX 3000
-#define PD_SHORT_MAX 300
-#define PD_URL_MAX 2000
 
 /* Pages a lookup reads before it gives up and writes. */
 #define PD_MAX_PAGES 4
@@ -128,14 +121,14 @@
 /* ------------------------------------------------------------------ */
 
 /* A non-empty string at path, else NULL. */
-static const char *str_at(const json_t *root, const char *path)
+const char *pd__str_at(const json_t *root, const char *path)
 {
     const char *s = json_string_value(map_path(root, path));
     return s && *s ? s : NULL;
 }
 
 /* A positive id: an integer, or a string of digits. */
-static bool json_id(const json_t *v, long long *out)
+bool pd__json_id(const json_t *v, long long *out)
 {
     if (json_is_integer(v) && json_integer_value(v) > 0) {
         *out = json_integer_value(v);
@@ -150,7 +143,7 @@ static bool json_id(const json_t *v, long long *out)
 
 static bool config_id(const json_t *config, const char *key, long long *out)
 {
-    return json_id(json_object_get(config, key), out);
+    return pd__json_id(json_object_get(config, key), out);
 }
 
 static bool config_bool(const json_t *config, const char *key, bool dflt)
@@ -169,7 +162,7 @@ static bool config_owner(const json_t *config, long long *out)
 static long long done_id(const struct prov_ctx *ctx, const char *path)
 {
     long long id = 0;
-    return json_id(map_path(ctx->done, path), &id) ? id : 0;
+    return pd__json_id(map_path(ctx->done, path), &id) ? id : 0;
 }
 
 static long long person_id_done(const struct prov_ctx *ctx)
@@ -230,7 +223,7 @@ static int api_base(const struct prov_ctx *ctx, char **out,
         *out = xasprintf("https://%.*s", (int)n, h);
         return 0;
     }
-    const char *d = str_at(ctx->config, "company_domain");
+    const char *d = pd__str_at(ctx->config, "company_domain");
     if (!d) {
         *out = xstrdup(PD_BASE_URL);
         return 0;
@@ -247,7 +240,7 @@ static int api_base(const struct prov_ctx *ctx, char **out,
                           "config_error: company_domain '%.64s' is not a "
                           "Pipedrive company domain (acme or "
                           "acme.pipedrive.com)",
-                          str_at(ctx->config, "company_domain"));
+                          pd__str_at(ctx->config, "company_domain"));
     *out = xasprintf("https://%.*s.pipedrive.com", (int)n, d);
     return 0;
 }
@@ -495,7 +488,7 @@ static char *query_path(const char *path, struct buf *q)
 static long long data_id(const json_t *b)
 {
     long long id = 0;
-    return json_id(json_object_get(json_object_get(b, "data"), "id"), &id)
+    return pd__json_id(json_object_get(json_object_get(b, "data"), "id"), &id)
                ? id
                : 0;
 }
@@ -557,7 +550,7 @@ static bool more_pages(struct prov_ctx *ctx, const json_t *b,
         json_object_set_new(ctx->scratch, "cursor", json_string(cursor));
     } else if (json_is_true(json_object_get(pg,
                                             "more_items_in_collection")) &&
-               json_id(json_object_get(pg, "next_start"), &start)) {
+               pd__json_id(json_object_get(pg, "next_start"), &start)) {
         json_object_set_new(ctx->scratch, "start", json_integer(start));
     } else {
         return false;
@@ -576,447 +569,28 @@ static void query_cursor(const struct prov_ctx *ctx, struct buf *q)
 }
 
 /* ------------------------------------------------------------------ */
-/* Field mappings                                                     */
-/* ------------------------------------------------------------------ */
-
-enum fkind { F_STRING, F_INT, F_INTS, F_NUMBER, F_DATE, F_ENUM };
-
-struct field {
-    const char *name;
-    enum fkind kind;
-    const char *const *options; /* F_ENUM */
-};
-
-static const char *const marketing_statuses[] = {
-    "no_consent", "unsubscribed", "subscribed", "archived", NULL};
-static const char *const deal_statuses[] = {"open", "won", "lost", NULL};
-
-/* AddPersonRequest properties a mapping may set (email and phone add to
- * the person's emails and phones). */
-static const struct field person_fields[] = {
-    {"name", F_STRING, NULL},
-    {"email", F_STRING, NULL},
-    {"phone", F_STRING, NULL},
-    {"owner_id", F_INT, NULL},
-    {"org_id", F_INT, NULL},
-    {"visible_to", F_INT, NULL},
-    {"label_ids", F_INTS, NULL},
-    {"marketing_status", F_ENUM, marketing_statuses},
-    {NULL, F_STRING, NULL},
-};
-
-/* AddDealRequest properties a mapping may set. */
-static const struct field deal_fields[] = {
-    {"title", F_STRING, NULL},
-    {"value", F_NUMBER, NULL},
-    {"currency", F_STRING, NULL},
-    {"owner_id", F_INT, NULL},
-    {"org_id", F_INT, NULL},
-    {"stage_id", F_INT, NULL},
-    {"status", F_ENUM, deal_statuses},
-    {"probability", F_INT, NULL},
-    {"visible_to", F_INT, NULL},
-    {"label_ids", F_INTS, NULL},
-    {"expected_close_date", F_DATE, NULL},
-    {NULL, F_STRING, NULL},
-};
-
-static const struct field *field_find(const struct field *t,
-                                      const char *name)
-{
-    for (; t->name; t++)
-        if (strcmp(t->name, name) == 0)
-            return t;
-    return NULL;
-}
-
-/* Custom fields are keyed by a 40-character hash (lower-case hex). */
-static bool custom_key_ok(const char *k, size_t n)
-{
-    if (n != 40)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isdigit((unsigned char)k[i]) &&
-            !(k[i] >= 'a' && k[i] <= 'f'))
-            return false;
-    return true;
-}
-
-static bool numeric_text(const char *s, double *out)
-{
-    char *end;
-    if (!*s)
-        return false;
-    *out = strtod(s, &end);
-    return *end == '\0';
-}
-
-static const char *kind_name(const json_t *v)
-{
-    return json_is_object(v)   ? "an object"
-           : json_is_array(v)  ? "a list"
-           : json_is_string(v) ? "text"
-           : json_is_number(v) ? "a number"
-                               : "a boolean";
-}
-
-static bool date_ok(const char *s)
-{
-    /* YYYY-MM-DD */
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
-            return false;
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0');
-    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
-}
-
-/* v converted for field f (a new value), or NULL with err filled. */
-static json_t *convert(const char *what, const struct field *f,
-                       const json_t *v, struct cs_err *err)
-{
-    static const char *const want[] = {"text", "an integer id",
-                                       "a list of integer ids", "a number",
-                                       "a date (YYYY-MM-DD)", "one of"};
-    long long id;
-    double d;
-    switch (f->kind) {
-    case F_STRING:
-        if (json_is_string(v))
-            return json_incref((json_t *)v);
-        if (json_is_integer(v))
-            return json_sprintf("%lld", (long long)json_integer_value(v));
-        if (json_is_real(v))
-            return json_sprintf("%.15g", json_real_value(v));
-        if (json_is_boolean(v))
-            return json_string(json_is_true(v) ? "true" : "false");
-        break;
-    case F_INT:
-        if (json_id(v, &id))
-            return json_integer(id);
-        if (json_is_real(v) && json_real_value(v) > 0 &&
-            json_real_value(v) == (double)(long long)json_real_value(v))
-            return json_integer((long long)json_real_value(v));
-        break;
-    case F_INTS:
-        if (json_id(v, &id))
-            return json_pack("[I]", (json_int_t)id);
-        if (json_is_array(v)) {
-            json_t *out = json_array();
-            size_t i;
-            const json_t *e;
-            json_array_foreach(v, i, e) {
-                if (!json_id(e, &id))
-                    break;
-                json_array_append_new(out, json_integer(id));
-            }
-            if (i == json_array_size(v))
-                return out;
-            json_decref(out);
-        }
-        break;
-    case F_NUMBER:
-        if (json_is_number(v))
-            return json_incref((json_t *)v);
-        if (json_is_string(v) && numeric_text(json_string_value(v), &d))
-            return json_real(d);
-        break;
-    case F_DATE:
-        if (json_is_string(v) && date_ok(json_string_value(v)))
-            return json_incref((json_t *)v);
-        break;
-    case F_ENUM:
-        if (json_is_string(v)) {
-            for (const char *const *o = f->options; *o; o++)
-                if (strcmp(*o, json_string_value(v)) == 0)
-                    return json_incref((json_t *)v);
-            cs_err_set(err, CS_EINVAL, f->name,
-                       "mapping_error: %s '%s' cannot be '%.40s'", what,
-                       f->name, json_string_value(v));
-            return NULL;
-        }
-        break;
-    }
-    cs_err_set(err, CS_EINVAL, f->name,
-               "mapping_error: %s '%s' takes %s, the mapping gives %s", what,
-               f->name, want[f->kind], kind_name(v));
-    return NULL;
-}
-
-/* Whether target names a field of table or a custom field. */
-static int check_target(const char *target, const char *what,
-                        const struct field *table, struct cs_err *err)
-{
-    if (!target || !*target)
-        return 0; /* map_apply names what is missing */
-    if (strncmp(target, "custom_fields.", 14) == 0) {
-        const char *k = target + 14;
-        if (!custom_key_ok(k, strlen(k)))
-            return cs_err_set(err, CS_EINVAL, "custom_fields",
-                              "mapping_error: '%.60s' needs a custom field's "
-                              "40-character key: custom_fields.<key>",
-                              target);
-        return 0;
-    }
-    if (custom_key_ok(target, strlen(target)) || field_find(table, target))
-        return 0;
-    return cs_err_set(err, CS_EINVAL, "field_mappings",
-                      "mapping_error: '%.40s' is not a Pipedrive %s field "
-                      "(use custom_fields.<40-character key> for a custom "
-                      "one)", target, what);
-}
-
-/* Check every target of the mappings (list or object form, mapping.h)
- * before any is applied, so a bad one fails even when its source is
- * missing from this call. */
-static int check_targets(const json_t *maps, const char *what,
-                         const struct field *table, struct cs_err *err)
-{
-    size_t i;
-    const json_t *m;
-    if (json_is_array(maps)) {
-        json_array_foreach(maps, i, m) {
-            const char *t = json_string_value(json_object_get(m, "target"));
-            if (!t)
-                t = json_string_value(json_object_get(m, "name"));
-            if (check_target(t, what, table, err) < 0)
-                return CS_EINVAL;
-        }
-    } else if (json_is_object(maps)) {
-        const char *k;
-        json_object_foreach((json_t *)maps, k, m) {
-            const char *t = json_is_string(m) ? json_string_value(m) : k;
-            if (check_target(t, what, table, err) < 0)
-                return CS_EINVAL;
-        }
-    } else if (maps && !json_is_null(maps)) {
-        return cs_err_set(err, CS_EINVAL, "field_mappings",
-                          "mapping_error: field mappings must be a list or "
-                          "an object");
-    }
-    return 0;
-}
-
-/* Seed 003's {"<key>": "source.path"} as mapping.h's list form. */
-static int seed_custom_fields(const json_t *cf, json_t **list,
-                              struct cs_err *err)
-{
-    *list = NULL;
-    if (!cf || json_is_null(cf))
-        return 0;
-    if (!json_is_object(cf))
-        return cs_err_set(err, CS_EINVAL, "custom_fields",
-                          "mapping_error: custom_fields must be an object "
-                          "{\"<40-character key>\": \"source.path\"}");
-    json_t *out = json_array();
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)cf, k, v) {
-        if (!custom_key_ok(k, strlen(k))) {
-            json_decref(out);
-            return cs_err_set(err, CS_EINVAL, "custom_fields",
-                              "mapping_error: '%.40s' is not a Pipedrive "
-                              "custom field key (the 40-character hash of "
-                              "Company settings > Data fields)", k);
-        }
-        char *target = xasprintf("custom_fields.%s", k);
-        json_t *m;
-        if (json_is_string(v)) {
-            m = json_pack("{s:s,s:O}", "target", target, "source", v);
-        } else if (json_is_object(v)) {
-            m = json_deep_copy(v);
-            json_object_set_new(m, "target", json_string(target));
-        } else {
-            free(target);
-            json_decref(out);
-            return cs_err_set(err, CS_EINVAL, "custom_fields",
-                              "mapping_error: custom_fields.%.40s takes a "
-                              "source path or a mapping object", k);
-        }
-        free(target);
-        json_array_append_new(out, m);
-    }
-    *list = out;
-    return 0;
-}
-
-/* Two values the same for Pipedrive: JSON-equal, or equal numbers. */
-static bool same_value(const json_t *a, const json_t *b)
-{
-    if (json_is_number(a) && json_is_number(b))
-        return json_number_value(a) == json_number_value(b);
-    return json_equal((json_t *)a, (json_t *)b);
-}
-
-/* Move the raw targets of map_apply into fields: known ones converted,
- * custom ones (custom_fields.<key> or a bare key) into custom_fields. */
-static int collect(const json_t *raw, const char *what,
-                   const struct field *table, json_t *fields,
-                   struct cs_err *err)
-{
-    json_t *custom = json_object_get(fields, "custom_fields");
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)raw, k, v) {
-        if (strcmp(k, "custom_fields") == 0) {
-            if (!json_is_object(v))
-                return cs_err_set(err, CS_EINVAL, "custom_fields",
-                                  "mapping_error: target 'custom_fields' "
-                                  "needs a key: custom_fields.<key>");
-            const char *ck;
-            json_t *cv;
-            json_object_foreach(v, ck, cv) {
-                if (!json_is_null(cv))
-                    json_object_set(custom, ck, cv);
-            }
-            continue;
-        }
-        if (custom_key_ok(k, strlen(k))) {
-            if (!json_is_null(v))
-                json_object_set(custom, k, v);
-            continue;
-        }
-        const struct field *f = field_find(table, k);
-        if (!f)
-            return cs_err_set(err, CS_EINVAL, "field_mappings",
-                              "mapping_error: '%.40s' is not a Pipedrive %s "
-                              "field", k, what);
-        if (json_is_null(v))
-            continue;
-        json_t *c = convert(what, f, v, err);
-        if (!c)
-            return CS_EINVAL;
-        json_object_set_new(fields, k, c);
-    }
-    return 0;
-}
-
-/*
- * Apply the mappings at config[key] (and, for the person, seed 003's
- * config.custom_fields) over prov_data_root into *out: converted fields
- * of table plus "custom_fields" {key: value} (possibly empty). A target
- * that is not a field, a key that is not a 40-character hash, or a value
- * of the wrong type is a mapping_error naming it.
- */
-static int apply_mappings(const struct prov_ctx *ctx, const char *key,
-                          bool seed_custom, const char *what,
-                          const struct field *table, json_t **out,
-                          struct cs_err *err)
-{
-    *out = NULL;
-    const json_t *maps = json_object_get(ctx->config, key);
-    json_t *seed = NULL;
-    if (check_targets(maps, what, table, err) < 0 ||
-        (seed_custom &&
-         seed_custom_fields(json_object_get(ctx->config, "custom_fields"),
-                            &seed, err) < 0))
-        return CS_EINVAL;
-    json_t *fields = json_pack("{s:{}}", "custom_fields");
-    if ((!maps || json_is_null(maps)) && !seed) {
-        *out = fields;
-        return 0;
-    }
-    json_t *root = prov_data_root(ctx);
-    json_t *raw = json_object();
-    int rc = 0;
-    if (seed)
-        rc = map_apply(seed, root, raw, err);
-    if (rc == 0 && maps && !json_is_null(maps))
-        rc = map_apply(maps, root, raw, err);
-    if (rc == 0)
-        rc = collect(raw, what, table, fields, err);
-    json_decref(root);
-    json_decref(raw);
-    json_decref(seed);
-    if (rc < 0) {
-        json_decref(fields);
-        return rc;
-    }
-    *out = fields;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Matching emails and phones                                         */
-/* ------------------------------------------------------------------ */
-
-static size_t digits_of(const char *s, char *out, size_t n)
-{
-    size_t k = 0;
-    for (; *s && k + 1 < n; s++)
-        if (isdigit((unsigned char)*s))
-            out[k++] = *s;
-    out[k] = '\0';
-    return k;
-}
-
-/* The same phone: equal digits, or one number written without its
- * country code (at least 7 digits that end the other). */
-static bool phone_same(const char *a, const char *b)
-{
-    char da[40], db[40];
-    size_t na = digits_of(a, da, sizeof(da));
-    size_t nb = digits_of(b, db, sizeof(db));
-    if (na < 7 || nb < 7)
-        return na == nb && na > 0 && strcmp(da, db) == 0;
-    if (na < nb)
-        return strcmp(db + nb - na, da) == 0;
-    return strcmp(da + na - nb, db) == 0;
-}
-
-/* The text of an email or phone entry: a string (search results) or
- * {"value"} (persons). */
-static const char *entry_value(const json_t *e)
-{
-    return json_is_string(e) ? json_string_value(e)
-                             : json_string_value(json_object_get(e, "value"));
-}
-
-static bool list_has(const json_t *list, const char *want, bool phone)
-{
-    size_t i;
-    const json_t *e;
-    json_array_foreach(list, i, e) {
-        const char *v = entry_value(e);
-        if (v && (phone ? phone_same(v, want) : strcasecmp(v, want) == 0))
-            return true;
-    }
-    return false;
-}
-
-/* Whether a person (or search item) has the call's email or phone. */
-static bool person_matches(const json_t *p, const char *email,
-                           const char *phone)
-{
-    return (email && list_has(json_object_get(p, "emails"), email, false)) ||
-           (phone && list_has(json_object_get(p, "phones"), phone, true));
-}
-
-/* ------------------------------------------------------------------ */
 /* Step 1: person                                                     */
 /* ------------------------------------------------------------------ */
 
 static const char *call_email(const struct prov_ctx *ctx)
 {
-    return str_at(ctx->call, "customer.email");
+    return pd__str_at(ctx->call, "customer.email");
 }
 
 static const char *call_phone(const struct prov_ctx *ctx)
 {
-    return str_at(ctx->call, "customer.phone");
+    return pd__str_at(ctx->call, "customer.phone");
 }
 
 /* The person's name: the call's, else first and last, else the phone or
  * the email (Pipedrive requires a name). */
 static char *call_name(const struct prov_ctx *ctx)
 {
-    const char *name = str_at(ctx->call, "customer.name");
+    const char *name = pd__str_at(ctx->call, "customer.name");
     if (name)
         return xstrdup(name);
-    const char *first = str_at(ctx->call, "customer.first_name");
-    const char *last = str_at(ctx->call, "customer.last_name");
+    const char *first = pd__str_at(ctx->call, "customer.first_name");
+    const char *last = pd__str_at(ctx->call, "customer.last_name");
     if (first || last)
         return xasprintf("%s%s%s", first ? first : "",
                          first && last ? " " : "", last ? last : "");
@@ -1027,8 +601,8 @@ static char *call_name(const struct prov_ctx *ctx)
 static int person_mapped(const struct prov_ctx *ctx, json_t **out,
                          struct cs_err *err)
 {
-    return apply_mappings(ctx, "field_mappings", true, "person",
-                          person_fields, out, err);
+    return pd__apply_mappings(ctx, "field_mappings", true, "person",
+                              pd__person_fields, out, err);
 }
 
 /* An entry for the emails or phones list. */
@@ -1062,7 +636,7 @@ static json_t *create_body(const struct prov_ctx *ctx, const json_t *mapped)
         if (strcmp(k, "email") == 0 || strcmp(k, "phone") == 0) {
             bool ph = k[0] == 'p';
             json_t *list = ph ? phones : emails;
-            if (!list_has(list, json_string_value(v), ph))
+            if (!pd__list_has(list, json_string_value(v), ph))
                 json_array_append_new(
                     list, contact_entry(json_string_value(v),
                                         json_array_size(list) == 0,
@@ -1087,13 +661,13 @@ static json_t *create_body(const struct prov_ctx *ctx, const json_t *mapped)
  * is missing, or NULL when nothing is missing. */
 static json_t *list_with(const json_t *have, const char *value, bool phone)
 {
-    if (!value || list_has(have, value, phone))
+    if (!value || pd__list_has(have, value, phone))
         return NULL;
     json_t *out = json_array();
     size_t i;
     const json_t *e;
     json_array_foreach(have, i, e) {
-        const char *v = entry_value(e);
+        const char *v = pd__entry_value(e);
         if (!v)
             continue;
         json_t *w = json_pack("{s:s}", "value", v);
@@ -1179,7 +753,7 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
             json_t *cv;
             json_object_foreach(v, ck, cv) {
                 const json_t *h = json_object_get(hc, ck);
-                if (!h || !same_value(h, cv))
+                if (!h || !pd__same_value(h, cv))
                     json_object_set(todo, ck, cv);
             }
             if (json_object_size(todo))
@@ -1193,7 +767,7 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
             json_t *t, *u;
             json_array_foreach(v, i, t) {
                 bool seen = false;
-                json_array_foreach(ids, j, u) seen |= same_value(t, u);
+                json_array_foreach(ids, j, u) seen |= pd__same_value(t, u);
                 if (!seen)
                     json_array_append(ids, t);
             }
@@ -1201,7 +775,7 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
                 json_object_set_new(patch, k, ids);
             else
                 json_decref(ids);
-        } else if (!(cur && same_value(cur, v))) {
+        } else if (!(cur && pd__same_value(cur, v))) {
             json_object_set(patch, k, v);
         }
     }
@@ -1270,7 +844,7 @@ static int person_build(struct prov_ctx *ctx, struct prov_request *rq,
     if (!*phase_of(ctx))
         set_phase(ctx, first_person_phase(ctx));
     long long id = 0;
-    json_id(json_object_get(ctx->scratch, "person_id"), &id);
+    pd__json_id(json_object_get(ctx->scratch, "person_id"), &id);
     int rc;
     json_t *body = NULL;
     char *path = NULL;
@@ -1345,9 +919,9 @@ static long long search_hit(const struct prov_ctx *ctx, const json_t *items)
     json_array_foreach(items, i, it) {
         const json_t *p = json_object_get(it, "item");
         long long id;
-        if (json_id(json_object_get(p, "id"), &id) &&
-            person_matches(p, by_phone ? NULL : call_email(ctx),
-                           by_phone ? call_phone(ctx) : NULL))
+        if (pd__json_id(json_object_get(p, "id"), &id) &&
+            pd__person_matches(p, by_phone ? NULL : call_email(ctx),
+                               by_phone ? call_phone(ctx) : NULL))
             return id;
     }
     return 0;
@@ -1391,14 +965,14 @@ static void person_parse(struct prov_ctx *ctx,
         size_t i;
         const json_t *p;
         json_array_foreach(data, i, p) {
-            if (!hit && json_id(json_object_get(p, "id"), &id) &&
+            if (!hit && pd__json_id(json_object_get(p, "id"), &id) &&
                 !json_is_true(json_object_get(p, "is_deleted")) &&
-                person_matches(p, call_email(ctx), call_phone(ctx)))
+                pd__person_matches(p, call_email(ctx), call_phone(ctx)))
                 hit = p;
         }
         if (!json_is_array(data) && !json_is_null(data))
             bad_body(rsp, res);
-        else if (hit && json_id(json_object_get(hit, "id"), &id))
+        else if (hit && pd__json_id(json_object_get(hit, "id"), &id))
             person_found(ctx, id, hit, res);
         else if (!more_pages(ctx, b, res))
             person_not_found(ctx, res);
@@ -1415,143 +989,19 @@ static void person_parse(struct prov_ctx *ctx,
             person_not_found(ctx, res);
         }
     } else if (phase_is(ctx, "fetch")) {
-        if (json_id(json_object_get(data, "id"), &id))
+        if (pd__json_id(json_object_get(data, "id"), &id))
             person_found(ctx, id, data, res);
         else
             bad_body(rsp, res);
     } else if ((id = data_id(b)) > 0) {
         set_done(res, "person_id", id);
     } else if (phase_is(ctx, "update") &&
-               json_id(json_object_get(ctx->scratch, "person_id"), &id)) {
+               pd__json_id(json_object_get(ctx->scratch, "person_id"), &id)) {
         set_done(res, "person_id", id);
     } else {
         bad_body(rsp, res);
     }
     json_decref(b);
-}
-
-/* ------------------------------------------------------------------ */
-/* Text                                                               */
-/* ------------------------------------------------------------------ */
-
-static void puts_(struct buf *b, const char *s)
-{
-    /* Every section is capped below the buffer's cap; a failure here
-     * would only drop text. */
-    if (buf_adds(b, s) < 0)
-        return;
-}
-
-/* The length of s cut to at most max bytes on a UTF-8 boundary. */
-static size_t utf8_cut(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max + 1);
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
-}
-
-/* n bytes of s as HTML text (newlines as <br> when br). */
-static void put_html(struct buf *b, const char *s, size_t n, bool br)
-{
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *rep = NULL;
-        switch (s[i]) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\n': rep = br ? "<br>" : NULL; break;
-        default: break;
-        }
-        if (!rep)
-            continue;
-        if (buf_add(b, s + from, i - from) < 0 || buf_adds(b, rep) < 0)
-            return;
-        from = i + 1;
-    }
-    if (buf_add(b, s + from, n - from) < 0)
-        return;
-}
-
-/* "<b>Label:</b> value<br>", value cut to max bytes (then " [...]"). */
-static void put_line(struct buf *b, const char *label, const char *value,
-                     size_t max)
-{
-    if (!value)
-        return;
-    puts_(b, "<b>");
-    puts_(b, label);
-    puts_(b, ":</b> ");
-    size_t n = utf8_cut(value, max);
-    put_html(b, value, n, false);
-    if (value[n])
-        puts_(b, " [\xe2\x80\xa6]");
-    puts_(b, "<br>\n");
-}
-
-/* The job marker on a line of its own, so a lookup finds the object
- * however Pipedrive sanitises the HTML around it. */
-static void put_marker(struct buf *b, const struct prov_ctx *ctx)
-{
-    char marker[48];
-    prov_job_marker(ctx->job, marker);
-    puts_(b, "<p>Sync reference: ");
-    puts_(b, marker);
-    puts_(b, "</p>");
-}
-
-static bool has_marker(const struct prov_ctx *ctx, const char *text)
-{
-    char marker[48];
-    prov_job_marker(ctx->job, marker);
-    return text && strstr(text, marker) != NULL;
-}
-
-static char *note_text(const struct prov_ctx *ctx)
-{
-    const json_t *c = ctx->call;
-    struct buf b;
-    buf_init(&b, PD_NOTE_MAX);
-    puts_(&b, "<p>");
-    put_line(&b, "Call outcome", str_at(c, "outcome"), PD_SHORT_MAX);
-    put_line(&b, "Direction", str_at(c, "direction"), PD_SHORT_MAX);
-    put_line(&b, "Summary", str_at(c, "summary"), PD_SUMMARY_MAX);
-    put_line(&b, "Sentiment", str_at(c, "sentiment"), PD_SHORT_MAX);
-    const json_t *d = map_path(c, "duration_s");
-    if (json_is_number(d)) {
-        long long s = (long long)json_number_value(d);
-        char dur[64];
-        if (s >= 60)
-            snprintf(dur, sizeof(dur), "%lldm %llds", s / 60, s % 60);
-        else
-            snprintf(dur, sizeof(dur), "%llds", s);
-        put_line(&b, "Duration", dur, PD_SHORT_MAX);
-    }
-    const char *rec = str_at(c, "recording_url");
-    if (rec && strlen(rec) < PD_URL_MAX) {
-        puts_(&b, "<b>Recording:</b> <a href=\"");
-        put_html(&b, rec, strlen(rec), false);
-        puts_(&b, "\">");
-        put_html(&b, rec, strlen(rec), false);
-        puts_(&b, "</a><br>\n");
-    }
-    puts_(&b, "</p>");
-    const char *tr = str_at(c, "transcript");
-    if (tr) {
-        size_t n = utf8_cut(tr, PD_TRANSCRIPT_MAX);
-        puts_(&b, "<p><b>Transcript (excerpt):</b><br>\n");
-        put_html(&b, tr, n, true);
-        if (tr[n])
-            puts_(&b, " [\xe2\x80\xa6]");
-        puts_(&b, "</p>");
-    }
-    put_marker(&b, ctx);
-    return buf_take(&b, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1592,7 +1042,7 @@ static int note_build(struct prov_ctx *ctx, struct prov_request *rq,
         set_phase(ctx, "create");
         rc = begin(ctx, rq, "POST", "/api/v1/notes", err);
         if (rc == 0) {
-            char *text = note_text(ctx);
+            char *text = pd__note_text(ctx);
             json_t *body = json_pack("{s:s,s:I}", "content", text ? text : "",
                                      "person_id", (json_int_t)pid);
             free(text);
@@ -1620,15 +1070,15 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         size_t i;
         const json_t *n;
         json_array_foreach(data, i, n) {
-            if (!hit && json_id(json_object_get(n, "id"), &id) &&
-                has_marker(ctx,
-                           json_string_value(json_object_get(n, "content"))))
+            if (!hit && pd__json_id(json_object_get(n, "id"), &id) &&
+                pd__has_marker(ctx, json_string_value(
+                                        json_object_get(n, "content"))))
                 hit = n;
         }
         if (!json_is_object(b) ||
             (!json_is_array(data) && !json_is_null(data)))
             bad_body(rsp, res);
-        else if (hit && json_id(json_object_get(hit, "id"), &id))
+        else if (hit && pd__json_id(json_object_get(hit, "id"), &id))
             set_done(res, "note_id", id);
         else if (!more_pages(ctx, b, res))
             next_phase(ctx, res, "create");
@@ -1681,12 +1131,12 @@ static char *deal_title(const struct prov_ctx *ctx, struct cs_err *err)
         if (s)
             return s;
     }
-    const char *who = str_at(ctx->call, "customer.name");
+    const char *who = pd__str_at(ctx->call, "customer.name");
     if (!who)
         who = call_phone(ctx);
     if (!who)
         who = call_email(ctx);
-    const char *what = str_at(ctx->call, "outcome");
+    const char *what = pd__str_at(ctx->call, "outcome");
     return xasprintf("%s \xe2\x80\x93 %s", who ? who : "Unknown caller",
                      what ? what : "call");
 }
@@ -1708,7 +1158,7 @@ static json_t *deal_value(const struct prov_ctx *ctx, struct cs_err *err)
                    "numbers");
         return NULL;
     }
-    const char *pt = str_at(ctx->call, "analysis.project_type");
+    const char *pt = pd__str_at(ctx->call, "analysis.project_type");
     const json_t *x = pt ? json_object_get(est, pt) : NULL;
     if (!x)
         x = json_object_get(est, "default");
@@ -1724,8 +1174,8 @@ static json_t *deal_body(const struct prov_ctx *ctx, long long pipeline,
                          struct cs_err *err)
 {
     json_t *mapped = NULL;
-    if (apply_mappings(ctx, "deal_field_mappings", false, "deal",
-                       deal_fields, &mapped, err) < 0)
+    if (pd__apply_mappings(ctx, "deal_field_mappings", false, "deal",
+                           pd__deal_fields, &mapped, err) < 0)
         return NULL;
     err->code = 0;
     json_t *value = deal_value(ctx, err);
@@ -1799,7 +1249,7 @@ static int deal_build(struct prov_ctx *ctx, struct prov_request *rq,
 static bool id_is(const json_t *o, const char *key, long long want)
 {
     long long id;
-    return json_id(json_object_get(o, key), &id) && id == want;
+    return pd__json_id(json_object_get(o, key), &id) && id == want;
 }
 
 static void deal_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
@@ -1820,7 +1270,7 @@ static void deal_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         const json_t *d;
         json_array_foreach(data, i, d) {
             const char *st = json_string_value(json_object_get(d, "status"));
-            if (!hit && json_id(json_object_get(d, "id"), &id) &&
+            if (!hit && pd__json_id(json_object_get(d, "id"), &id) &&
                 id_is(d, "person_id", person_id_done(ctx)) &&
                 id_is(d, "pipeline_id", pipeline) && st &&
                 strcmp(st, "open") == 0 &&
@@ -1830,7 +1280,7 @@ static void deal_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         if (!json_is_object(b) ||
             (!json_is_array(data) && !json_is_null(data)))
             bad_body(rsp, res);
-        else if (hit && json_id(json_object_get(hit, "id"), &id))
+        else if (hit && pd__json_id(json_object_get(hit, "id"), &id))
             set_done(res, "deal_id", id);
         else if (!more_pages(ctx, b, res))
             next_phase(ctx, res, "create");
@@ -1854,11 +1304,11 @@ static bool activity_applies(const struct prov_ctx *ctx)
 
 static char *activity_subject(const struct prov_ctx *ctx)
 {
-    const char *title = str_at(ctx->call, "appointment.title");
+    const char *title = pd__str_at(ctx->call, "appointment.title");
     if (title)
         return xstrdup(title);
-    const char *service = str_at(ctx->call, "appointment.service_type");
-    const char *name = str_at(ctx->call, "customer.name");
+    const char *service = pd__str_at(ctx->call, "appointment.service_type");
+    const char *name = pd__str_at(ctx->call, "customer.name");
     return xasprintf("%s%s%s", service ? service : "Appointment",
                      name ? " - " : "", name ? name : "");
 }
@@ -1897,18 +1347,19 @@ static json_t *activity_body(const struct prov_ctx *ctx,
     }
     struct due d;
     due_of(a, &d);
-    const char *type = str_at(ctx->config, "activity_type");
+    const char *type = pd__str_at(ctx->config, "activity_type");
     struct buf b;
     buf_init(&b, PD_NOTE_MAX);
-    puts_(&b, "<p>");
-    put_line(&b, "Service", str_at(ctx->call, "appointment.service_type"),
-             PD_SHORT_MAX);
-    put_line(&b, "Local time", local, PD_SHORT_MAX);
-    put_line(&b, "Time zone", a->tz, PD_SHORT_MAX);
-    put_line(&b, "Call summary", str_at(ctx->call, "summary"),
-             PD_SUMMARY_MAX);
-    puts_(&b, "</p>");
-    put_marker(&b, ctx);
+    pd__puts(&b, "<p>");
+    pd__put_line(&b, "Service",
+                 pd__str_at(ctx->call, "appointment.service_type"),
+                 PD_SHORT_MAX);
+    pd__put_line(&b, "Local time", local, PD_SHORT_MAX);
+    pd__put_line(&b, "Time zone", a->tz, PD_SHORT_MAX);
+    pd__put_line(&b, "Call summary", pd__str_at(ctx->call, "summary"),
+                 PD_SUMMARY_MAX);
+    pd__puts(&b, "</p>");
+    pd__put_marker(&b, ctx);
     char *note = buf_take(&b, NULL);
     char *subject = activity_subject(ctx);
     json_t *body = json_pack(
@@ -1969,7 +1420,7 @@ static bool activity_is_ours(const struct prov_ctx *ctx, const json_t *act,
 {
     if (json_is_true(json_object_get(act, "is_deleted")))
         return false;
-    if (has_marker(ctx, json_string_value(json_object_get(act, "note"))))
+    if (pd__has_marker(ctx, json_string_value(json_object_get(act, "note"))))
         return true;
     const char *s = json_string_value(json_object_get(act, "subject"));
     const char *dd = json_string_value(json_object_get(act, "due_date"));
@@ -2001,7 +1452,7 @@ static void activity_parse(struct prov_ctx *ctx,
             size_t i;
             const json_t *act;
             json_array_foreach(data, i, act) {
-                if (!hit && json_id(json_object_get(act, "id"), &id) &&
+                if (!hit && pd__json_id(json_object_get(act, "id"), &id) &&
                     activity_is_ours(ctx, act, subject, &d))
                     hit = act;
             }
@@ -2010,7 +1461,7 @@ static void activity_parse(struct prov_ctx *ctx,
         if (!json_is_object(b) ||
             (!json_is_array(data) && !json_is_null(data)))
             bad_body(rsp, res);
-        else if (hit && json_id(json_object_get(hit, "id"), &id))
+        else if (hit && pd__json_id(json_object_get(hit, "id"), &id))
             set_done(res, "activity_id", id);
         else if (!more_pages(ctx, b, res))
             next_phase(ctx, res, "create");
