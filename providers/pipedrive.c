@@ -11,7 +11,9 @@
  * AddActivityRequest, ActivitiesApi.getActivities and its person_id
  * filter, DealsApi.getDeals, NotesApi), the guides on pipedrive.readme.io
  * ("Rate limiting", "HTTP status codes", "Authentication", "API v2
- * migration guide") and shared/providers.md section 5.
+ * migration guide") and shared/providers.md section 5. Field mappings,
+ * the matching of emails and phones and the note text are in
+ * pipedrive_fields.c.
  *
  * Versions. Persons, deals and activities use API v2 (/api/v2/...): their
  * v1 endpoints were deprecated at the end of 2025 and are out of support
