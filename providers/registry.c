@@ -18,6 +18,8 @@ static const struct prov_ops *const providers[] = {
     &prov_stripe,
     &prov_twilio,
     &prov_sendgrid,
+    &prov_pipedrive,
+    &prov_zoho,
 };
 
 const struct prov_ops *prov_find(const char *name)

@@ -30,6 +30,8 @@
 #define TWILIO_SID "AC0123456789abcdef0123456789abcdef"
 #define TWILIO_TOKEN "twilio-e2e-token"
 #define SENDGRID_KEY "SG.e2e-key.0123456789"
+#define PD_TOKEN "pd-e2e-token-3c9f"
+#define ZOHO_TOKEN "1000.zoho-e2e-token-8b2d"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -94,7 +96,11 @@ static inline void start_sandbox(int latency_ms)
                     (char *)"1000000", (char *)"--stripe-key",
                     (char *)STRIPE_KEY, (char *)"--twilio-auth",
                     (char *)TWILIO_SID ":" TWILIO_TOKEN,
-                    (char *)"--sendgrid-key", (char *)SENDGRID_KEY, NULL};
+                    (char *)"--sendgrid-key", (char *)SENDGRID_KEY,
+                    (char *)"--pipedrive-token", (char *)PD_TOKEN,
+                    (char *)"--pipedrive-rate", (char *)"1000000",
+                    (char *)"--zoho-token", (char *)ZOHO_TOKEN,
+                    (char *)"--zoho-credits", (char *)"100000000", NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -168,10 +174,12 @@ static inline void start_worker(int inflight)
                "outlook=http://127.0.0.1:%d/outlook,"
                "stripe=http://127.0.0.1:%d/stripe,"
                "twilio=http://127.0.0.1:%d/twilio,"
-               "sendgrid=http://127.0.0.1:%d/sendgrid",
+               "sendgrid=http://127.0.0.1:%d/sendgrid,"
+               "pipedrive=http://127.0.0.1:%d/pipedrive,"
+               "zoho=http://127.0.0.1:%d/zoho",
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
-               sandbox_port, sandbox_port),
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),

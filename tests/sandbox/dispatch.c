@@ -33,7 +33,8 @@
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
     "sentry", "google_calendar", "cal_com", "calendly", "outlook",
-    "stripe", "twilio", "sendgrid", "other", "sandbox"};
+    "stripe", "twilio", "sendgrid", "pipedrive", "zoho", "other",
+    "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
@@ -41,7 +42,8 @@ static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/sentry", "/google_calendar",
                                               "/cal_com", "/calendly",
                                               "/outlook", "/stripe",
-                                              "/twilio", "/sendgrid"};
+                                              "/twilio", "/sendgrid",
+                                              "/pipedrive", "/zoho"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -229,6 +231,10 @@ void sb_reset(struct sb *s)
     s->hs = hs_new();
     ghl_free(s->ghl);
     s->ghl = ghl_new();
+    pd_free(s->pd);
+    s->pd = pd_new();
+    zoho_free(s->zoho);
+    s->zoho = zoho_new();
     json_array_clear(s->zapier_hooks);
     json_array_clear(s->sentry_events);
     json_array_clear(s->retell_calls);
@@ -249,6 +255,8 @@ void sb_free(struct sb *s)
     clear_ring(s);
     hs_free(s->hs);
     ghl_free(s->ghl);
+    pd_free(s->pd);
+    zoho_free(s->zoho);
     json_decref(s->zapier_hooks);
     json_decref(s->sentry_events);
     json_decref(s->retell_calls);
@@ -315,10 +323,8 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
     if (x) {
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
-            snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth, sentry, "
-                              "google_calendar, cal_com, calendly, outlook, "
-                              "stripe, twilio, sendgrid or *");
+            snprintf(err, el, "'provider' must be * or a provider's name "
+                              "as /_sandbox/stats lists them");
             return false;
         }
     }
@@ -435,6 +441,8 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_STRIPE: return stripe_error_body(status);
     case SB_P_TWILIO: return twilio_error_body(status);
     case SB_P_SENDGRID: return sendgrid_error_body(status);
+    case SB_P_PIPEDRIVE: return pd_error_body(status);
+    case SB_P_ZOHO: return zoho_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -466,6 +474,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
         cal_sb_rate_headers(s, rq->provider, out);
         if (rq->provider == SB_P_SENDGRID)
             sendgrid_rate_headers(s, out);
+        if (rq->provider == SB_P_PIPEDRIVE)
+            pd_rate_headers(s, rq, out);
         return true;
     }
     return false;
@@ -593,6 +603,10 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = twilio_records(s, *t ? t : "messages");
     else if (strcmp(p, "sendgrid") == 0)
         recs = sendgrid_records(s, *t ? t : "mails");
+    else if (strcmp(p, "pipedrive") == 0)
+        recs = pd_records(s, *t ? t : "persons");
+    else if (strcmp(p, "zoho") == 0)
+        recs = zoho_records(s, *t ? t : "leads");
     else
         recs = cal_sb_records(s, p, t);
     free(prov);
@@ -791,6 +805,8 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_STRIPE: stripe_handle(s, rq, out); break;
         case SB_P_TWILIO: twilio_handle(s, rq, out); break;
         case SB_P_SENDGRID: sendgrid_handle(s, rq, out); break;
+        case SB_P_PIPEDRIVE: pd_handle(s, rq, out); break;
+        case SB_P_ZOHO: zoho_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

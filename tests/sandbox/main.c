@@ -6,6 +6,9 @@
  *                    [--hubspot-token T]... [--hubspot-rate N] [--seed N]
  *                    [--gohighlevel-token T]... [--gohighlevel-rate N]
  *                    [--gohighlevel-daily N]
+ *                    [--pipedrive-token T]... [--pipedrive-rate N]
+ *                    [--pipedrive-daily N]
+ *                    [--zoho-token T]... [--zoho-credits N] [--zoho-rate N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
  *                    [--google-calendar-token T]... [--cal-com-token T]...
@@ -42,6 +45,9 @@ static void usage(FILE *f)
                "[--latency-ms N] [--hubspot-token T]... [--hubspot-rate N] "
                "[--seed N] [--gohighlevel-token T]... [--gohighlevel-rate N] "
                "[--gohighlevel-daily N] "
+               "[--pipedrive-token T]... [--pipedrive-rate N] "
+               "[--pipedrive-daily N] "
+               "[--zoho-token T]... [--zoho-credits N] [--zoho-rate N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
                "[--google-calendar-token T]... [--cal-com-token T]... "
@@ -116,6 +122,24 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
         } else if (strcmp(a, "--gohighlevel-daily") == 0 &&
                    parse_ll(val, 1, INT64_MAX, &v)) {
             s->ghl_daily = v;
+        } else if (strcmp(a, "--pipedrive-token") == 0 && *val &&
+                   s->npd_tokens < SB_MAX_TOKENS) {
+            s->pd_tokens[s->npd_tokens++] = val;
+        } else if (strcmp(a, "--pipedrive-rate") == 0 &&
+                   parse_ll(val, 1, 10000000, &v)) {
+            s->pd_rate = (int)v;
+        } else if (strcmp(a, "--pipedrive-daily") == 0 &&
+                   parse_ll(val, 1, INT64_MAX, &v)) {
+            s->pd_daily = v;
+        } else if (strcmp(a, "--zoho-token") == 0 && *val &&
+                   s->nzoho_tokens < SB_MAX_TOKENS) {
+            s->zoho_tokens[s->nzoho_tokens++] = val;
+        } else if (strcmp(a, "--zoho-credits") == 0 &&
+                   parse_ll(val, 1, INT64_MAX, &v)) {
+            s->zoho_credits = v;
+        } else if (strcmp(a, "--zoho-rate") == 0 &&
+                   parse_ll(val, 0, 10000000, &v)) {
+            s->zoho_rate = v;
         } else if (strcmp(a, "--seed") == 0 &&
                    parse_ll(val, 0, INT64_MAX, &v)) {
             s->seed = (uint64_t)v;
@@ -208,6 +232,9 @@ int main(int argc, char **argv)
     s.hubspot_rate = 100;
     s.ghl_rate = 100;
     s.ghl_daily = 200000;
+    s.pd_rate = 20;
+    s.pd_daily = 30000;
+    s.zoho_credits = 5000;
     s.seed = 1;
     s.cal = cal_sb_new();
     int rc = parse_args(argc, argv, &s, &o);
@@ -222,6 +249,8 @@ int main(int argc, char **argv)
     s.prng = s.seed;
     s.hs = hs_new();
     s.ghl = ghl_new();
+    s.pd = pd_new();
+    s.zoho = zoho_new();
     s.zapier_hooks = json_array();
     s.sentry_events = json_array();
     s.retell_calls = json_array();

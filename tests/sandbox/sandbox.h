@@ -20,6 +20,8 @@
  *   twilio.c   Twilio Programmable Messaging (Messages.json)
  *   sendgrid.c SendGrid v3 Mail Send
  *   forms.c    form-encoded bodies (Stripe, Twilio)
+ *   pipedrive.c  Pipedrive persons, notes, deals, activities
+ *   zoho.c     Zoho CRM leads, contacts and their notes
  *
  * Everything runs on one event loop; no locks.
  */
@@ -54,6 +56,8 @@ enum sb_provider {
     SB_P_STRIPE,
     SB_P_TWILIO,
     SB_P_SENDGRID,
+    SB_P_PIPEDRIVE,
+    SB_P_ZOHO,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -123,6 +127,8 @@ struct sb_cal;
 struct sb_stripe;
 struct sb_twilio;
 struct sb_sendgrid;
+struct sb_pd;
+struct sb_zoho;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -158,6 +164,16 @@ struct sb {
     struct sb_stripe *stripe;     /* created on first use, like oauth */
     struct sb_twilio *twilio;
     struct sb_sendgrid *sendgrid;
+    const char *pd_tokens[SB_MAX_TOKENS];
+    size_t npd_tokens;
+    int pd_rate;         /* per 2 s and token */
+    long long pd_daily;  /* daily token budget */
+    struct sb_pd *pd;
+    const char *zoho_tokens[SB_MAX_TOKENS];
+    size_t nzoho_tokens;
+    long long zoho_credits; /* per rolling 24 h */
+    long long zoho_rate;    /* calls per second; 0: no limit */
+    struct sb_zoho *zoho;
 };
 
 /* ---- sentry.c ----------------------------------------------------------- */
@@ -311,6 +327,29 @@ void sendgrid_rate_headers(struct sb *s, struct sb_resp *out);
 json_t *sendgrid_records(struct sb *s, const char *type);
 void sendgrid_reset(struct sb_sendgrid *g);
 void sendgrid_free(struct sb_sendgrid *g);
+/* ---- pipedrive.c -------------------------------------------------------- */
+
+struct sb_pd *pd_new(void);
+void pd_free(struct sb_pd *p);
+void pd_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Pipedrive error body for an injected status (stolen json). */
+json_t *pd_error_body(int status);
+/* Add the x-ratelimit-* and daily budget headers to out. */
+void pd_rate_headers(struct sb *s, const struct sb_req *rq,
+                     struct sb_resp *out);
+/* Records of one type ("persons", "notes", "deals", "activities"), or
+ * NULL. */
+json_t *pd_records(struct sb *s, const char *type);
+
+/* ---- zoho.c ------------------------------------------------------------- */
+
+struct sb_zoho *zoho_new(void);
+void zoho_free(struct sb_zoho *z);
+void zoho_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Zoho error body for an injected status (stolen json). */
+json_t *zoho_error_body(int status);
+/* Records of one type ("leads", "contacts", "notes"), or NULL. */
+json_t *zoho_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
