@@ -818,7 +818,7 @@ static void events_list(struct sb *s, const struct sb_req *rq,
     char *cal = sb_query_param(rq->query, "calendarId");
     char *user = sb_query_param(rq->query, "userId");
     char *group = sb_query_param(rq->query, "groupId");
-    int64_t from, to;
+    int64_t from = 0, to = 0;
     json_t *msgs = json_array();
     if (!loc || !*loc)
         json_array_append_new(msgs, json_string("locationId should not be "
