@@ -166,6 +166,7 @@ extern const struct prov_ops prov_zapier;
 extern const struct prov_ops prov_custom_rest;
 extern const struct prov_ops prov_retell;
 extern const struct prov_ops prov_gohighlevel;
+extern const struct prov_ops prov_salesforce;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

@@ -11,6 +11,7 @@ static const struct prov_ops *const providers[] = {
     &prov_custom_rest,
     &prov_retell,
     &prov_gohighlevel,
+    &prov_salesforce,
 };
 
 const struct prov_ops *prov_find(const char *name)

@@ -32,11 +32,12 @@
 
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
-    "other", "sandbox"};
+    "salesforce", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
-                                              "/gohighlevel", "/oauth"};
+                                              "/gohighlevel", "/oauth",
+                                              "/salesforce"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -143,6 +144,7 @@ const char *sb_reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 300: return "Multiple Choices";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -230,6 +232,7 @@ void sb_reset(struct sb *s)
     s->custom_next = 1;
     s->prng = s->seed;
     oauth_reset(s->oauth);
+    sf_reset(s);
 }
 
 void sb_free(struct sb *s)
@@ -243,6 +246,7 @@ void sb_free(struct sb *s)
     json_decref(s->custom);
     json_decref(s->idem);
     oauth_free(s->oauth);
+    sf_free(s);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -300,7 +304,7 @@ static bool rule_parse(json_t *o, struct sb_rule *r, char *err, size_t el)
         if (!json_is_string(x) ||
             (r->provider = provider_parse(json_string_value(x))) == -2) {
             snprintf(err, el, "'provider' must be hubspot, zapier, retell, "
-                              "custom, gohighlevel, oauth or *");
+                              "custom, gohighlevel, oauth, salesforce or *");
             return false;
         }
     }
@@ -409,6 +413,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_RETELL: return retell_error_body(status);
     case SB_P_GHL: return ghl_error_body(status);
     case SB_P_OAUTH: return oauth_error_body(status);
+    case SB_P_SALESFORCE: return sf_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -437,6 +442,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
             hs_rate_headers(s, out);
         if (rq->provider == SB_P_GHL)
             ghl_rate_headers(s, out);
+        if (rq->provider == SB_P_SALESFORCE)
+            sf_limit_headers(s, out);
         return true;
     }
     return false;
@@ -556,6 +563,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = json_incref(s->custom);
     else if (strcmp(p, "gohighlevel") == 0)
         recs = ghl_records(s, *t ? t : "contacts");
+    else if (strcmp(p, "salesforce") == 0)
+        recs = sf_records(s, *t ? t : "leads");
     free(prov);
     free(type);
     if (!recs) {
@@ -742,6 +751,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_CUSTOM: custom_handle(s, rq, out); break;
         case SB_P_GHL: ghl_handle(s, rq, out); break;
         case SB_P_OAUTH: oauth_handle(s, rq, out); break;
+        case SB_P_SALESFORCE: sf_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

@@ -8,6 +8,8 @@
  *                    [--gohighlevel-daily N]
  *                    [--oauth-client PROVIDER=ID:SECRET]...
  *                    [--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM]
+ *                    [--salesforce-token T]... [--salesforce-daily N]
+ *                    [--salesforce-duplicates block|allow]
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -34,6 +36,8 @@ static void usage(FILE *f)
                "[--gohighlevel-daily N] "
                "[--oauth-client PROVIDER=ID:SECRET]... "
                "[--oauth-rotate PROVIDER]... [--salesforce-jwt-key PEM] "
+               "[--salesforce-token T]... [--salesforce-daily N] "
+               "[--salesforce-duplicates block|allow] "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -102,6 +106,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
             s->seed = (uint64_t)v;
         } else if (oauth_option(s, a, val)) {
             /* token endpoints: clients, rotation, JWT key */
+        } else if (sf_option(s, a, val)) {
+            /* Salesforce: tokens, daily allocation, duplicate rules */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;

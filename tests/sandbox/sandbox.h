@@ -14,6 +14,7 @@
  *   others.c   Zapier, Retell and custom REST
  *   gohighlevel.c  GoHighLevel contacts, notes, calendars, opportunities
  *   oauth.c    the providers' OAuth 2.0 token endpoints
+ *   salesforce.c, soql.c  Salesforce REST: sObjects, upsert, SOQL queries
  *
  * Everything runs on one event loop; no locks.
  */
@@ -40,6 +41,7 @@ enum sb_provider {
     SB_P_CUSTOM,
     SB_P_GHL,
     SB_P_OAUTH,   /* /oauth/<provider>/...: token endpoints */
+    SB_P_SALESFORCE,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -105,6 +107,7 @@ struct sb_logged {
 struct sb_hubspot;
 struct sb_ghl;
 struct sb_oauth;
+struct sb_sf;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -134,6 +137,7 @@ struct sb {
     json_t *idem;          /* Idempotency-Key -> {"status","body"} */
     long long custom_next;
     struct sb_oauth *oauth;  /* token endpoints: clients, grants, counters */
+    struct sb_sf *sf;        /* Salesforce: options, records, usage */
 };
 
 /* ---- server.c ----------------------------------------------------------- */
@@ -218,6 +222,23 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
 void oauth_control(struct sb *s, const struct sb_req *rq,
                    struct sb_resp *out);
 json_t *oauth_error_body(int status);
+
+/* ---- salesforce.c ------------------------------------------------------- */
+
+/* --salesforce-token T, --salesforce-daily N, --salesforce-duplicates
+ * block|allow; false when flag is not one of them or val is invalid. */
+bool sf_option(struct sb *s, const char *flag, const char *val);
+/* Forget records and usage, keep the options. */
+void sf_reset(struct sb *s);
+void sf_free(struct sb *s);
+void sf_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Salesforce error array for an injected status (stolen json). */
+json_t *sf_error_body(int status);
+/* Add Sforce-Limit-Info to out. */
+void sf_limit_headers(struct sb *s, struct sb_resp *out);
+/* Live records of one type ("leads", "contacts", "accounts", "tasks",
+ * "events", "opportunities"), or NULL. */
+json_t *sf_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
