@@ -827,6 +827,19 @@ static void phone_digits(const char *s, char out[32])
     out[k] = '\0';
 }
 
+/* The same number: the last ten digits agree (all of them when
+ * shorter), as a fuzzy phone match does. */
+static bool same_number(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la < 7 || lb < 7)
+        return false;
+    size_t n = la < lb ? la : lb;
+    if (n > 10)
+        n = 10;
+    return strcmp(a + la - n, b + lb - n) == 0;
+}
+
 /* Another live lead (not converted) or contact with rec's email or
  * phone number. */
 static const json_t *duplicate_of(struct sb *s, const struct sf_object *o,
@@ -849,7 +862,7 @@ static const json_t *duplicate_of(struct sb *s, const struct sf_object *o,
         char rp[32];
         phone_digits(json_string_value(json_object_get(r, "Phone")), rp);
         if ((email && *email && re && strcasecmp(email, re) == 0) ||
-            (strlen(ph) >= 7 && strcmp(ph, rp) == 0))
+            same_number(ph, rp))
             return r;
     }
     return NULL;

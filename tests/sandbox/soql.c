@@ -370,7 +370,12 @@ static bool reserved(const char *w)
 
 static const struct sf_field *field_or_fail(struct parser *p)
 {
-    if (p->tok != K_IDENT || reserved(p->sval) || strchr(p->sval, '.')) {
+    size_t after = p->pos;
+    while (isspace((unsigned char)p->text[after]))
+        after++;
+    /* A function (COUNT(), MAX(...)) is not a field. */
+    if (p->tok != K_IDENT || reserved(p->sval) || strchr(p->sval, '.') ||
+        p->text[after] == '(') {
         unexpected(p);
         return NULL;
     }
@@ -961,11 +966,28 @@ static int order_cmp(const struct soql *q, const json_t *a, const json_t *b)
     return q->desc ? -c : c;
 }
 
+struct hit {
+    const json_t *rec;
+    size_t seq; /* creation order */
+};
+
+/* Equal keys: the later created first when descending, else the
+ * earlier. */
+static int hit_cmp(const struct soql *q, const struct hit *a,
+                   const struct hit *b)
+{
+    int c = order_cmp(q, a->rec, b->rec);
+    if (c)
+        return c;
+    c = a->seq < b->seq ? -1 : a->seq > b->seq;
+    return q->desc ? -c : c;
+}
+
 json_t *soql_run(const struct soql *q, const json_t *all,
                  const char *version)
 {
     size_t n = 0, cap = 16;
-    const json_t **hits = xmalloc(cap * sizeof(*hits));
+    struct hit *hits = xmalloc(cap * sizeof(*hits));
     size_t i;
     const json_t *r;
     json_array_foreach(all, i, r) {
@@ -978,14 +1000,15 @@ json_t *soql_run(const struct soql *q, const json_t *all,
             cap *= 2;
             hits = xrealloc(hits, cap * sizeof(*hits));
         }
-        hits[n++] = r;
+        hits[n].rec = r;
+        hits[n].seq = i;
+        n++;
     }
     if (q->order) {
-        /* Insertion sort: stable, so equal keys keep creation order. */
         for (size_t a = 1; a < n; a++) {
-            const json_t *x = hits[a];
+            struct hit x = hits[a];
             size_t b = a;
-            while (b > 0 && order_cmp(q, hits[b - 1], x) > 0) {
+            while (b > 0 && hit_cmp(q, &hits[b - 1], &x) > 0) {
                 hits[b] = hits[b - 1];
                 b--;
             }
@@ -996,15 +1019,16 @@ json_t *soql_run(const struct soql *q, const json_t *all,
         n = (size_t)q->limit;
     json_t *recs = json_array();
     for (size_t k = 0; k < n; k++) {
-        const char *id = json_string_value(json_object_get(hits[k], "Id"));
+        const json_t *rec = hits[k].rec;
+        const char *id = json_string_value(json_object_get(rec, "Id"));
         json_t *o = json_pack("{s:{s:s,s:o}}", "attributes", "type",
                               q->obj->name, "url",
                               json_sprintf("/services/data/v%s/sobjects/%s/%s",
                                            version, q->obj->name,
                                            id ? id : ""));
         for (size_t s = 0; s < q->nselect; s++) {
-            json_t *v = sf_record_get(hits[k], q->select[s]);
-            json_object_set(o, sf_record_key(hits[k], q->select[s]),
+            json_t *v = sf_record_get(rec, q->select[s]);
+            json_object_set(o, sf_record_key(rec, q->select[s]),
                             v ? v : json_null());
         }
         json_array_append_new(recs, o);
