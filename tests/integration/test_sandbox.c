@@ -938,6 +938,7 @@ Test(sandbox, records_requests_stats_and_reset)
                 "\"custom\":{\"total\":0,\"by_status\":{}},"
                 "\"gohighlevel\":{\"total\":0,\"by_status\":{}},"
                 "\"oauth\":{\"total\":0,\"by_status\":{}},"
+                "\"salesforce\":{\"total\":0,\"by_status\":{}},"
                 "\"other\":{\"total\":1,\"by_status\":{\"404\":1}}}}");
     cr_expect_eq(req("GET", "/_sandbox/records?provider=zapier&type=contacts",
                      NULL, NULL)
