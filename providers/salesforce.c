@@ -66,174 +66,15 @@
  *   api_usage_limit_pct stop at this share of the daily allocation (100)
  */
 #define _GNU_SOURCE
-#include "prov.h"
-#include "buf.h"
+#include "salesforce_internal.h"
 #include "mapping.h"
 #include "when.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define SF_API_VERSION "66.0" /* Spring '26 */
-/* Salesforce names no reset time for its rolling 24-hour allocation: an
- * hour frees about a twenty-fourth of it. */
-#define SF_LIMIT_PAUSE_MS (60LL * 60 * 1000)
-/* The org's concurrent long-request limit frees up within seconds. */
-#define SF_CONCURRENCY_PAUSE_MS 5000
-/* A 429 (not part of the REST API's documented answers) without
- * Retry-After. */
-#define SF_429_PAUSE_MS 10000
-/* The job may have been enqueued on a clock that runs ahead of the org's;
- * look this much further back for what it wrote. */
-#define SF_SINCE_SLACK_MS (60LL * 60 * 1000)
-#define SF_PLACEHOLDER "[not provided]"
-
-/* Caps on the text we write, bytes (Description holds 32,000 chars). */
-#define SF_DESC_MAX 30000
-#define SF_SUMMARY_MAX 4000
-#define SF_TRANSCRIPT_MAX 20000
-#define SF_SHORT_MAX 255
-#define SF_URL_MAX 2000
-
-/* ------------------------------------------------------------------ */
-/* Small helpers                                                      */
-/* ------------------------------------------------------------------ */
-
-static const char *str_at(const json_t *root, const char *path)
-{
-    const char *s = json_string_value(map_path(root, path));
-    return s && *s ? s : NULL;
-}
-
-static const char *cfg_str(const struct prov_ctx *ctx, const char *key)
-{
-    const char *s = json_string_value(json_object_get(ctx->config, key));
-    return s && *s ? s : NULL;
-}
-
-static bool cfg_bool(const struct prov_ctx *ctx, const char *key, bool dflt)
-{
-    const json_t *v = json_object_get(ctx->config, key);
-    return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-static bool is_2xx(int status)
-{
-    return status >= 200 && status < 300;
-}
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, JSON_DECODE_ANY, NULL);
-}
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
-/* A 2xx we cannot read: the write may have happened, so the step is
- * retried and the retry looks it up. */
-static void bad_body(const struct prov_response *rsp, struct prov_result *res)
-{
-    res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
-}
-
-/* The length of s cut to at most max bytes on a UTF-8 boundary. */
-static size_t utf8_cut(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max + 1);
-    if (n <= max)
-        return n;
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
-}
-
-static char *cut_dup(const char *s, size_t max)
-{
-    return xstrndup(s, utf8_cut(s, max));
-}
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    /* Every section is capped below the buffer's cap; a failure here
-     * would only drop text. */
-    if (buf_add(b, s, n) < 0)
-        return;
-}
-
-static void puts_(struct buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
-/* "Label: value\n", value cut to max bytes (then " [...]"). */
-static void put_line(struct buf *b, const char *label, const char *value,
-                     size_t max)
-{
-    if (!value)
-        return;
-    puts_(b, label);
-    puts_(b, ": ");
-    size_t n = utf8_cut(value, max);
-    put(b, value, n);
-    if (value[n])
-        puts_(b, " [\xe2\x80\xa6]");
-    puts_(b, "\n");
-}
-
-static void put_marker(struct buf *b, const struct prov_ctx *ctx)
-{
-    char marker[48];
-    prov_job_marker(ctx->job, marker);
-    puts_(b, "\nSync reference: ");
-    puts_(b, marker);
-}
-
-static bool has_marker(const struct prov_ctx *ctx, const char *text)
-{
-    char marker[48];
-    prov_job_marker(ctx->job, marker);
-    return text && strstr(text, marker) != NULL;
-}
-
-/* Salesforce writes offsets without a colon ("+0000"); RFC 3339 wants
- * one. */
-static bool parse_sf_time(const char *s, int64_t *ms)
-{
-    if (!s)
-        return false;
-    size_t n = strlen(s);
-    if (n >= 5 && (s[n - 5] == '+' || s[n - 5] == '-') &&
-        isdigit((unsigned char)s[n - 1]) && isdigit((unsigned char)s[n - 4])) {
-        char t[64];
-        if (n + 1 >= sizeof(t))
-            return false;
-        snprintf(t, sizeof(t), "%.*s:%s", (int)(n - 2), s, s + n - 2);
-        return cs_parse_rfc3339(t, ms);
-    }
-    return cs_parse_rfc3339(s, ms);
-}
 
 /* ------------------------------------------------------------------ */
 /* Config                                                             */
@@ -242,7 +83,7 @@ static bool parse_sf_time(const char *s, int64_t *ms)
 /* "Lead" or "Contact". */
 static const char *object_of(const struct prov_ctx *ctx)
 {
-    const char *o = cfg_str(ctx, "object");
+    const char *o = sf__cfg_str(ctx, "object");
     return o && strcasecmp(o, "contact") == 0 ? "Contact" : "Lead";
 }
 
@@ -264,41 +105,10 @@ static int check_object(const struct prov_ctx *ctx, struct cs_err *err)
     return 0;
 }
 
-/* The API version as "NN.N" into out[8]; its major number into *major. */
-static int api_version(const struct prov_ctx *ctx, char out[8], int *major,
-                       struct cs_err *err)
-{
-    const json_t *v = json_object_get(ctx->config, "api_version");
-    char tmp[32];
-    if (!v || json_is_null(v))
-        snprintf(tmp, sizeof(tmp), "%s", SF_API_VERSION);
-    else if (json_is_string(v))
-        snprintf(tmp, sizeof(tmp), "%s", json_string_value(v));
-    else if (json_is_integer(v))
-        snprintf(tmp, sizeof(tmp), "%lld.0", (long long)json_integer_value(v));
-    else if (json_is_real(v))
-        snprintf(tmp, sizeof(tmp), "%.1f", json_real_value(v));
-    else
-        tmp[0] = '\0';
-    const char *p = tmp[0] == 'v' || tmp[0] == 'V' ? tmp + 1 : tmp;
-    if (!(isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) &&
-          p[2] == '.' && isdigit((unsigned char)p[3]) && !p[4]))
-        return cs_err_set(err, CS_EINVAL, "config.api_version",
-                          "config_error: api_version must look like "
-                          "\"66.0\"");
-    *major = (p[0] - '0') * 10 + (p[1] - '0');
-    if (*major < 31)
-        return cs_err_set(err, CS_EINVAL, "config.api_version",
-                          "config_error: api_version %s is retired", p);
-    memcpy(out, p, 5);
-    out[5] = '\0';
-    return 0;
-}
-
 static int tz_of(const struct prov_ctx *ctx, const char **tz,
                  struct cs_err *err)
 {
-    *tz = cfg_str(ctx, "timezone");
+    *tz = sf__cfg_str(ctx, "timezone");
     if (!*tz) {
         *tz = "UTC";
     } else if (!when_tz_known(*tz)) {
@@ -321,8 +131,8 @@ static void local_date(const char *tz, int64_t ms, char out[11])
 static int64_t call_ms(const struct prov_ctx *ctx)
 {
     int64_t ms;
-    if (cs_parse_rfc3339(str_at(ctx->call, "started_at"), &ms) ||
-        cs_parse_rfc3339(str_at(ctx->call, "ended_at"), &ms))
+    if (cs_parse_rfc3339(sf__str_at(ctx->call, "started_at"), &ms) ||
+        cs_parse_rfc3339(sf__str_at(ctx->call, "ended_at"), &ms))
         return ms;
     return ctx->now_ms;
 }
@@ -332,290 +142,13 @@ static int64_t call_ms(const struct prov_ctx *ctx)
 static bool since_literal(const struct prov_ctx *ctx, char out[32])
 {
     int64_t ms;
-    const char *first = json_string_value(
-        json_object_get(ctx->job, "first_enqueued_at"));
+    const char *first =
+        json_string_value(json_object_get(ctx->job, "first_enqueued_at"));
     if (!cs_parse_rfc3339(first, &ms) &&
-        !cs_parse_rfc3339(str_at(ctx->call, "started_at"), &ms))
+        !cs_parse_rfc3339(sf__str_at(ctx->call, "started_at"), &ms))
         return false;
     cs_rfc3339_s(ms - SF_SINCE_SLACK_MS, out);
     return true;
-}
-
-/* ------------------------------------------------------------------ */
-/* Requests                                                           */
-/* ------------------------------------------------------------------ */
-
-/* Start a request to <instance>/services/data/v<version><path>. */
-static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
-                 const char *method, const char *path, struct cs_err *err)
-{
-    const char *token = ctx->creds ? ctx->creds->access_token : NULL;
-    if (!token || !*token)
-        return cs_err_set(err, CS_EINVAL, "credentials",
-                          "no_credentials: the connection has no access "
-                          "token");
-    const char *base = ctx->base_url && *ctx->base_url
-                           ? ctx->base_url
-                           : (ctx->creds->instance_url &&
-                                      *ctx->creds->instance_url
-                                  ? ctx->creds->instance_url
-                                  : NULL);
-    if (!base)
-        return cs_err_set(err, CS_EINVAL, "instance_url",
-                          "no_instance_url: the connection has no instance "
-                          "URL (reconnect Salesforce)");
-    if (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0)
-        return cs_err_set(err, CS_EINVAL, "instance_url",
-                          "config_error: the instance URL is not an http(s) "
-                          "URL");
-    char ver[8];
-    int major;
-    if (api_version(ctx, ver, &major, err) < 0)
-        return CS_EINVAL;
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = method;
-    rq->url = xasprintf("%.*s/services/data/v%s%s", (int)bl, base, ver, path);
-    char *auth = xasprintf("Bearer %s", token);
-    prov_request_header(rq, "Authorization", auth);
-    free(auth);
-    prov_request_header(rq, "Accept", "application/json");
-    return 0;
-}
-
-/* Append s as a SOQL string literal (quoted, escaped). */
-static void soql_quote(struct buf *b, const char *s)
-{
-    puts_(b, "'");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char e[8];
-        switch (*p) {
-        case '\\': puts_(b, "\\\\"); break;
-        case '\'': puts_(b, "\\'"); break;
-        case '"': puts_(b, "\\\""); break;
-        case '\n': puts_(b, "\\n"); break;
-        case '\r': puts_(b, "\\r"); break;
-        case '\t': puts_(b, "\\t"); break;
-        case '\b': puts_(b, "\\b"); break;
-        case '\f': puts_(b, "\\f"); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(e, sizeof(e), "\\u%04x", *p);
-                puts_(b, e);
-            } else {
-                put(b, (const char *)p, 1);
-            }
-        }
-    }
-    puts_(b, "'");
-}
-
-/* A GET of /query with the SOQL in b (consumed). */
-static int begin_query(const struct prov_ctx *ctx, struct prov_request *rq,
-                       struct buf *b, struct cs_err *err)
-{
-    char *soql = buf_take(b, NULL);
-    char *q = prov_url_escape(soql ? soql : "");
-    char *path = xasprintf("/query?q=%s", q);
-    int rc = begin(ctx, rq, "GET", path, err);
-    free(path);
-    free(q);
-    free(soql);
-    return rc;
-}
-
-static void set_done(struct prov_result *res, json_t *value)
-{
-    res->outcome = PROV_DONE;
-    json_decref(res->value);
-    res->value = value;
-}
-
-/* ------------------------------------------------------------------ */
-/* Answers: limits and errors                                         */
-/* ------------------------------------------------------------------ */
-
-/*
- * Sforce-Limit-Info: "api-usage=25/5000; per-app-api-usage=17/250(appName=
- * x)". True when api-usage or per-app-api-usage has reached the share of
- * its limit that config.api_usage_limit_pct allows (100 %: all of it).
- * Other items are not limits we know the meaning of and are ignored.
- */
-static bool limit_spent(const struct prov_ctx *ctx,
-                        const struct prov_response *rsp)
-{
-    const char *h = prov_response_header(rsp, "sforce-limit-info");
-    if (!h)
-        return false;
-    long long pct = 100;
-    const json_t *p = json_object_get(ctx->config, "api_usage_limit_pct");
-    if (json_is_integer(p) && json_integer_value(p) >= 1 &&
-        json_integer_value(p) <= 100)
-        pct = json_integer_value(p);
-    while (*h) {
-        while (*h == ' ' || *h == ';')
-            h++;
-        size_t n = strcspn(h, "=;");
-        bool known = (n == 9 && strncmp(h, "api-usage", 9) == 0) ||
-                     (n == 17 && strncmp(h, "per-app-api-usage", 17) == 0);
-        h += n;
-        if (*h != '=')
-            continue;
-        h++;
-        char *end;
-        long long used = strtoll(h, &end, 10);
-        long long limit = -1;
-        if (end != h && *end == '/') {
-            const char *q = end + 1;
-            limit = strtoll(q, &end, 10);
-            if (end == q)
-                limit = -1;
-        }
-        if (known && limit > 0 && used >= 0 && used * 100 >= limit * pct)
-            return true;
-        h += strcspn(h, ";");
-    }
-    return false;
-}
-
-static void note_budget(const struct prov_ctx *ctx,
-                        const struct prov_response *rsp,
-                        struct prov_result *res)
-{
-    if (is_2xx(rsp->status) && limit_spent(ctx, rsp))
-        res->pause_ms = SF_LIMIT_PAUSE_MS;
-}
-
-/* The first error of an error array with this code, or NULL. */
-static const json_t *error_with(const json_t *b, const char *code)
-{
-    size_t i;
-    const json_t *e;
-    json_array_foreach(b, i, e) {
-        const char *c = json_string_value(json_object_get(e, "errorCode"));
-        if (c && strcmp(c, code) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Every error's message (and fields) joined with "; " into out. */
-static void error_messages(const json_t *b, char *out, size_t n)
-{
-    struct buf m;
-    buf_init(&m, n - 1);
-    size_t i;
-    const json_t *e;
-    json_array_foreach(b, i, e) {
-        const char *msg = json_string_value(json_object_get(e, "message"));
-        if (!msg)
-            continue;
-        /* MALFORMED_QUERY messages start with the query and a caret line:
-         * keep what follows the last line break that is not the end. */
-        const char *last = msg;
-        for (const char *p = msg; *p; p++)
-            if (*p == '\n' && p[1])
-                last = p + 1;
-        if (m.len)
-            puts_(&m, "; ");
-        puts_(&m, last);
-        const json_t *fields = json_object_get(e, "fields");
-        if (json_array_size(fields)) {
-            puts_(&m, " (fields:");
-            size_t j;
-            const json_t *f;
-            json_array_foreach(fields, j, f) {
-                if (json_is_string(f)) {
-                    puts_(&m, " ");
-                    puts_(&m, json_string_value(f));
-                }
-            }
-            puts_(&m, ")");
-        }
-    }
-    char *t = buf_take(&m, NULL);
-    if (t)
-        snprintf(out, n, "%s", t);
-    free(t);
-}
-
-/*
- * Classify a failed answer: the shared rules (prov_classify), refined by
- * Salesforce's error array. 403 REQUEST_LIMIT_EXCEEDED is a rate limit:
- * "TotalRequests Limit exceeded." (the daily allocation) pauses the key
- * for SF_LIMIT_PAUSE_MS, the concurrent-request limit for a few seconds;
- * API access switched off for the org or the user parks the connection
- * (its owner must act); UNABLE_TO_LOCK_ROW (a record lock another
- * transaction holds) is retried; 300 (an external id on several records)
- * is permanent.
- */
-static void sf_fail(const struct prov_response *rsp, struct prov_result *res)
-{
-    res->code[0] = '\0';
-    res->message[0] = '\0';
-    json_t *b = body_json(rsp);
-    const char *first = NULL;
-    if (json_is_array(b)) {
-        first = json_string_value(
-            json_object_get(json_array_get(b, 0), "errorCode"));
-        error_messages(b, res->message, sizeof(res->message));
-    } else if (json_is_object(b)) {
-        /* Not the REST shape (a gateway, an OAuth error): keep what it
-         * says. */
-        const char *m = json_string_value(json_object_get(b, "message"));
-        if (!m)
-            m = json_string_value(json_object_get(b, "error_description"));
-        if (m)
-            snprintf(res->message, sizeof(res->message), "%s", m);
-    }
-    if (first)
-        snprintf(res->code, sizeof(res->code), "%s", first);
-    if (rsp->status == 300 && !res->message[0])
-        snprintf(res->message, sizeof(res->message),
-                 "the external id matches several records");
-    prov_classify(rsp, res);
-    if (rsp->status == 403 && error_with(b, "REQUEST_LIMIT_EXCEEDED")) {
-        const char *m = json_string_value(json_object_get(
-            error_with(b, "REQUEST_LIMIT_EXCEEDED"), "message"));
-        res->outcome = PROV_RATE_LIMITED;
-        if (res->retry_after_ms < 0)
-            res->retry_after_ms = m && strcasestr(m, "concurrent")
-                                      ? SF_CONCURRENCY_PAUSE_MS
-                                      : SF_LIMIT_PAUSE_MS;
-    } else if (rsp->status == 429 && res->retry_after_ms < 0) {
-        res->retry_after_ms = SF_429_PAUSE_MS;
-    } else if (error_with(b, "API_DISABLED_FOR_ORG") ||
-               error_with(b, "API_CURRENTLY_DISABLED") ||
-               error_with(b, "INVALID_OPERATION_WITH_EXPIRED_PASSWORD")) {
-        res->outcome = PROV_AUTH;
-    } else if (error_with(b, "UNABLE_TO_LOCK_ROW")) {
-        res->outcome = PROV_RETRY;
-    }
-    json_decref(b);
-}
-
-/* Start the parse of an answer: status, budget, and no retry hint. */
-static void parse_begin(const struct prov_ctx *ctx,
-                        const struct prov_response *rsp,
-                        struct prov_result *res)
-{
-    res->http_status = rsp->status;
-    res->retry_after_ms = -1;
-    note_budget(ctx, rsp, res);
-}
-
-/* The records of a query answer, or NULL when it is not one. */
-static const json_t *records_of(const json_t *b)
-{
-    const json_t *r = json_object_get(b, "records");
-    return json_is_array(r) ? r : NULL;
-}
-
-static const char *id_of(const json_t *o, const char *key)
-{
-    const char *id = json_string_value(json_object_get(o, key));
-    return id && *id ? id : NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -655,196 +188,6 @@ static const char *scratch_str(const struct prov_ctx *ctx, const char *key)
 }
 
 /* ------------------------------------------------------------------ */
-/* Field mappings                                                     */
-/* ------------------------------------------------------------------ */
-
-/* Fields Salesforce sets itself: a mapping may not write them. */
-static const char *const system_fields[] = {
-    "Id",          "IsDeleted",        "CreatedDate",    "CreatedById",
-    "LastModifiedDate", "LastModifiedById", "SystemModstamp",
-    "IsConverted", "ConvertedContactId", "ConvertedAccountId",
-    "ConvertedOpportunityId", "ConvertedDate", "MasterRecordId",
-    "LastActivityDate", "IsClosed",
-};
-
-/* Whether name is a field API name: a letter, then letters, digits and
- * single underscores (a custom field ends in "__c", a namespace adds
- * "ns__"), at most 80 characters. */
-static bool api_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 80 || !isalpha((unsigned char)name[0]) ||
-        name[n - 1] == '_' || strstr(name, "___"))
-        return false;
-    for (const char *p = name; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '_')
-            return false;
-    return true;
-}
-
-static int check_target(const char *target, const char *what,
-                        struct cs_err *err)
-{
-    if (!target || !*target)
-        return 0; /* map_apply names what is missing */
-    if (!api_name_ok(target))
-        return cs_err_set(err, CS_EINVAL, what,
-                          "mapping_error: '%.60s' is not a Salesforce field "
-                          "API name (Phone, Score__c)", target);
-    for (size_t i = 0; i < CS_ARRAY_LEN(system_fields); i++)
-        if (strcasecmp(target, system_fields[i]) == 0)
-            return cs_err_set(err, CS_EINVAL, what,
-                              "mapping_error: '%s' is set by Salesforce and "
-                              "cannot be mapped", system_fields[i]);
-    return 0;
-}
-
-/* Call fn for every target the mappings at config[key] name (list or
- * object form, mapping.h). */
-static int each_target(const struct prov_ctx *ctx, const char *key,
-                       int (*fn)(const char *target, void *arg), void *arg)
-{
-    const json_t *maps = json_object_get(ctx->config, key);
-    size_t i;
-    const json_t *m;
-    int rc;
-    if (json_is_array(maps)) {
-        json_array_foreach(maps, i, m) {
-            const char *t = json_string_value(json_object_get(m, "target"));
-            if (!t)
-                t = json_string_value(json_object_get(m, "name"));
-            if (t && (rc = fn(t, arg)) < 0)
-                return rc;
-        }
-    } else if (json_is_object(maps)) {
-        const char *k;
-        json_object_foreach((json_t *)maps, k, m) {
-            const char *t = json_is_string(m) ? json_string_value(m) : k;
-            if ((rc = fn(t, arg)) < 0)
-                return rc;
-        }
-    }
-    return 0;
-}
-
-struct check_arg {
-    const char *key;
-    struct cs_err *err;
-};
-
-static int check_one(const char *target, void *arg)
-{
-    struct check_arg *a = arg;
-    return check_target(target, a->key, a->err);
-}
-
-/* A mapped value as Salesforce takes it: text, a number or a boolean
- * as they are, a list of strings as a multi-select value "a;b". */
-static json_t *sf_value(const char *key, const char *target, const json_t *v,
-                        struct cs_err *err)
-{
-    if (json_is_string(v) || json_is_number(v) || json_is_boolean(v))
-        return json_incref((json_t *)v);
-    if (json_is_array(v)) {
-        struct buf b;
-        buf_init(&b, 4096);
-        size_t i;
-        const json_t *t;
-        json_array_foreach(v, i, t) {
-            if (!json_is_string(t) || strchr(json_string_value(t), ';') ||
-                (b.len && buf_adds(&b, ";") < 0) ||
-                buf_adds(&b, json_string_value(t)) < 0) {
-                buf_release(&b);
-                cs_err_set(err, CS_EINVAL, key,
-                           "mapping_error: '%.40s' takes a list of strings "
-                           "without ';' (a multi-select picklist)", target);
-                return NULL;
-            }
-        }
-        char *s = buf_take(&b, NULL);
-        json_t *r = json_string(s ? s : "");
-        free(s);
-        return r;
-    }
-    cs_err_set(err, CS_EINVAL, key,
-               "mapping_error: '%.40s' takes text, a number, a boolean or a "
-               "list of strings, the mapping gives an object", target);
-    return NULL;
-}
-
-/*
- * Apply the mappings at config[key] over prov_data_root into *out (an
- * object of API name -> value). Every target is checked first, so a bad
- * one fails even when its source is missing from this call.
- */
-static int apply_mappings(const struct prov_ctx *ctx, const char *key,
-                          json_t **out, struct cs_err *err)
-{
-    *out = json_object();
-    const json_t *maps = json_object_get(ctx->config, key);
-    if (!maps || json_is_null(maps))
-        return 0;
-    if (!json_is_array(maps) && !json_is_object(maps)) {
-        json_decref(*out);
-        *out = NULL;
-        return cs_err_set(err, CS_EINVAL, key,
-                          "mapping_error: %s must be a list or an object",
-                          key);
-    }
-    struct check_arg ca = {key, err};
-    int rc = each_target(ctx, key, check_one, &ca);
-    json_t *raw = json_object();
-    if (rc == 0) {
-        json_t *root = prov_data_root(ctx);
-        rc = map_apply(maps, root, raw, err);
-        json_decref(root);
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(raw, k, v) {
-        if (rc < 0)
-            break;
-        if (json_is_null(v))
-            continue;
-        json_t *c = sf_value(key, k, v, err);
-        if (!c)
-            rc = CS_EINVAL;
-        else
-            json_object_set_new(*out, k, c);
-    }
-    json_decref(raw);
-    if (rc < 0) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc < 0 ? CS_EINVAL : 0;
-}
-
-/* A string rendered from config[key] (a template over prov_data_root),
- * or NULL when there is none or it renders empty. */
-static char *render_template(const struct prov_ctx *ctx, const char *key,
-                             struct cs_err *err, bool *failed)
-{
-    *failed = false;
-    const json_t *tpl = json_object_get(ctx->config, key);
-    if (!json_is_string(tpl))
-        return NULL;
-    json_t *root = prov_data_root(ctx);
-    json_t *v = map_render(tpl, root, err);
-    json_decref(root);
-    if (!v) {
-        snprintf(err->field, sizeof(err->field), "config.%s", key);
-        *failed = true;
-        return NULL;
-    }
-    char *s = json_is_string(v) && json_string_length(v)
-                  ? xstrdup(json_string_value(v))
-                  : NULL;
-    json_decref(v);
-    return s;
-}
-
-/* ------------------------------------------------------------------ */
 /* Step 1: contact (Lead or Contact)                                  */
 /* ------------------------------------------------------------------ */
 
@@ -857,13 +200,13 @@ struct names {
  * Salesforce requires). */
 static void call_names(const struct prov_ctx *ctx, struct names *n)
 {
-    const char *first = str_at(ctx->call, "customer.first_name");
-    const char *last = str_at(ctx->call, "customer.last_name");
-    const char *name = str_at(ctx->call, "customer.name");
+    const char *first = sf__str_at(ctx->call, "customer.first_name");
+    const char *last = sf__str_at(ctx->call, "customer.last_name");
+    const char *name = sf__str_at(ctx->call, "customer.name");
     n->first = n->last = NULL;
     if (first || last) {
-        n->first = first ? cut_dup(first, 40) : NULL;
-        n->last = last ? cut_dup(last, 80) : NULL;
+        n->first = first ? sf__cut_dup(first, 40) : NULL;
+        n->last = last ? sf__cut_dup(last, 80) : NULL;
         return;
     }
     if (!name)
@@ -874,11 +217,11 @@ static void call_names(const struct prov_ctx *ctx, struct names *n)
         rest++;
     if (sp && *rest) {
         char *f = xstrndup(name, (size_t)(sp - name));
-        n->first = cut_dup(f, 40);
+        n->first = sf__cut_dup(f, 40);
         free(f);
-        n->last = cut_dup(rest, 80);
+        n->last = sf__cut_dup(rest, 80);
     } else {
-        n->last = cut_dup(name, 80);
+        n->last = sf__cut_dup(name, 80);
     }
 }
 
@@ -899,8 +242,7 @@ static void set_str(json_t *o, const char *k, const char *v)
  * names. With placeholders (a create), LastName and (for a lead) Company
  * are always there, as Salesforce requires them.
  */
-static json_t *identity_fields(const struct prov_ctx *ctx,
-                               bool placeholders)
+static json_t *identity_fields(const struct prov_ctx *ctx, bool placeholders)
 {
     bool lead = is_lead(ctx);
     json_t *o = json_object();
@@ -911,14 +253,14 @@ static json_t *identity_fields(const struct prov_ctx *ctx,
     if (placeholders && !n.last)
         set_str(o, "LastName", SF_PLACEHOLDER);
     names_release(&n);
-    set_str(o, "Email", str_at(ctx->call, "customer.email"));
-    set_str(o, "Phone", str_at(ctx->call, "customer.phone"));
+    set_str(o, "Email", sf__str_at(ctx->call, "customer.email"));
+    set_str(o, "Phone", sf__str_at(ctx->call, "customer.phone"));
     set_str(o, lead ? "Street" : "MailingStreet",
-            str_at(ctx->call, "customer.address"));
+            sf__str_at(ctx->call, "customer.address"));
     set_str(o, lead ? "City" : "MailingCity",
-            str_at(ctx->call, "customer.city"));
+            sf__str_at(ctx->call, "customer.city"));
     set_str(o, lead ? "State" : "MailingState",
-            str_at(ctx->call, "customer.state"));
+            sf__str_at(ctx->call, "customer.state"));
     return o;
 }
 
@@ -928,14 +270,14 @@ static json_t *create_body(const struct prov_ctx *ctx, const json_t *mapped)
 {
     json_t *b = identity_fields(ctx, true);
     if (is_lead(ctx)) {
-        const char *company = cfg_str(ctx, "lead_company");
+        const char *company = sf__cfg_str(ctx, "lead_company");
         set_str(b, "Company", company ? company : SF_PLACEHOLDER);
-        set_str(b, "Status", cfg_str(ctx, "lead_status"));
+        set_str(b, "Status", sf__cfg_str(ctx, "lead_status"));
     } else {
-        set_str(b, "AccountId", cfg_str(ctx, "account_id"));
+        set_str(b, "AccountId", sf__cfg_str(ctx, "account_id"));
     }
-    set_str(b, "LeadSource", cfg_str(ctx, "lead_source"));
-    set_str(b, "OwnerId", cfg_str(ctx, "owner_id"));
+    set_str(b, "LeadSource", sf__cfg_str(ctx, "lead_source"));
+    set_str(b, "OwnerId", sf__cfg_str(ctx, "owner_id"));
     json_object_update(b, (json_t *)mapped);
     return b;
 }
@@ -999,8 +341,8 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
     json_object_foreach(mine, k, v) {
         if (strcmp(k, "Phone") == 0) {
             const char *p = json_string_value(json_object_get(have, "Phone"));
-            const char *m = json_string_value(
-                json_object_get(have, "MobilePhone"));
+            const char *m =
+                json_string_value(json_object_get(have, "MobilePhone"));
             if (same_number(p, json_string_value(v)) ||
                 same_number(m, json_string_value(v)) || (p && *p))
                 continue;
@@ -1048,14 +390,12 @@ static json_t *phone_variants(const char *phone)
         json_array_append_new(out, json_sprintf("+1%s", nat));
         json_array_append_new(out, json_sprintf("1%s", nat));
         json_array_append_new(out, json_string(nat));
-        json_array_append_new(out,
-                              json_sprintf("(%s) %s-%s", a[0], a[1], l));
+        json_array_append_new(out, json_sprintf("(%s) %s-%s", a[0], a[1], l));
         json_array_append_new(out, json_sprintf("%s-%s-%s", a[0], a[1], l));
         json_array_append_new(out, json_sprintf("%s.%s.%s", a[0], a[1], l));
         json_array_append_new(out,
                               json_sprintf("+1 (%s) %s-%s", a[0], a[1], l));
-        json_array_append_new(out,
-                              json_sprintf("+1 %s-%s-%s", a[0], a[1], l));
+        json_array_append_new(out, json_sprintf("+1 %s-%s-%s", a[0], a[1], l));
     } else {
         json_array_append_new(out, json_string(phone));
         if (n >= 7) {
@@ -1074,7 +414,7 @@ static json_t *phone_variants(const char *phone)
 /* The external id value of this call, or NULL. */
 static const char *ext_value(const struct prov_ctx *ctx, json_t *root)
 {
-    const char *src = cfg_str(ctx, "external_id_source");
+    const char *src = sf__cfg_str(ctx, "external_id_source");
     const json_t *v = map_path(root, src ? src : "customer_phone");
     const char *s = json_string_value(v);
     return s && *s ? s : NULL;
@@ -1096,8 +436,8 @@ static int select_add(const char *field, void *arg)
     if (json_object_get(a->seen, low))
         return 0;
     json_object_set_new(a->seen, low, json_true());
-    puts_(a->b, a->seen && json_object_size(a->seen) > 1 ? ", " : "");
-    puts_(a->b, field);
+    sf__puts(a->b, a->seen && json_object_size(a->seen) > 1 ? ", " : "");
+    sf__puts(a->b, field);
     return 0;
 }
 
@@ -1105,23 +445,22 @@ static int select_add(const char *field, void *arg)
  * external id field and every mapped target, each once. */
 static void select_fields(const struct prov_ctx *ctx, struct buf *b)
 {
-    static const char *const lead[] = {"Id", "FirstName", "LastName",
-                                       "Company", "Email", "Phone",
-                                       "MobilePhone", "Street", "City",
-                                       "State"};
-    static const char *const contact[] = {"Id", "FirstName", "LastName",
-                                          "Email", "Phone", "MobilePhone",
-                                          "MailingStreet", "MailingCity",
-                                          "MailingState", "AccountId"};
+    static const char *const lead[] = {
+        "Id",    "FirstName",   "LastName", "Company", "Email",
+        "Phone", "MobilePhone", "Street",   "City",    "State"};
+    static const char *const contact[] = {
+        "Id",           "FirstName",   "LastName",      "Email",
+        "Phone",        "MobilePhone", "MailingStreet", "MailingCity",
+        "MailingState", "AccountId"};
     struct select_arg a = {b, json_object()};
     bool l = is_lead(ctx);
     for (size_t i = 0; i < (l ? CS_ARRAY_LEN(lead) : CS_ARRAY_LEN(contact));
          i++)
         select_add(l ? lead[i] : contact[i], &a);
-    const char *ext = cfg_str(ctx, "external_id_field");
+    const char *ext = sf__cfg_str(ctx, "external_id_field");
     if (ext)
         select_add(ext, &a);
-    each_target(ctx, "field_mappings", select_add, &a);
+    sf__each_target(ctx, "field_mappings", select_add, &a);
     json_decref(a.seen);
 }
 
@@ -1131,75 +470,74 @@ static void select_fields(const struct prov_ctx *ctx, struct buf *b)
 static void search_soql(const struct prov_ctx *ctx, struct buf *b)
 {
     json_t *root = prov_data_root(ctx);
-    const char *phone = str_at(ctx->call, "customer.phone");
-    const char *email = str_at(ctx->call, "customer.email");
-    const char *ext = cfg_str(ctx, "external_id_field");
+    const char *phone = sf__str_at(ctx->call, "customer.phone");
+    const char *email = sf__str_at(ctx->call, "customer.email");
+    const char *ext = sf__cfg_str(ctx, "external_id_field");
     const char *xv = ext ? ext_value(ctx, root) : NULL;
-    puts_(b, "SELECT ");
+    sf__puts(b, "SELECT ");
     select_fields(ctx, b);
-    puts_(b, " FROM ");
-    puts_(b, object_of(ctx));
-    puts_(b, " WHERE (");
-    const char *or = "";
+    sf__puts(b, " FROM ");
+    sf__puts(b, object_of(ctx));
+    sf__puts(b, " WHERE (");
+    const char *sep = "";
     if (xv) {
-        puts_(b, ext);
-        puts_(b, " = ");
-        soql_quote(b, xv);
-        or = " OR ";
+        sf__puts(b, ext);
+        sf__puts(b, " = ");
+        sf__soql_quote(b, xv);
+        sep = " OR ";
     }
     if (phone) {
         json_t *vs = phone_variants(phone);
         static const char *const fields[] = {"Phone", "MobilePhone"};
         for (size_t f = 0; f < 2; f++) {
-            puts_(b, or);
-            puts_(b, fields[f]);
-            puts_(b, " IN (");
+            sf__puts(b, sep);
+            sf__puts(b, fields[f]);
+            sf__puts(b, " IN (");
             size_t i;
             json_t *v;
             json_array_foreach(vs, i, v) {
                 if (i)
-                    puts_(b, ", ");
-                soql_quote(b, json_string_value(v));
+                    sf__puts(b, ", ");
+                sf__soql_quote(b, json_string_value(v));
             }
-            puts_(b, ")");
-            or = " OR ";
+            sf__puts(b, ")");
+            sep = " OR ";
         }
         json_decref(vs);
     }
     if (email) {
-        puts_(b, or);
-        puts_(b, "Email = ");
-        soql_quote(b, email);
+        sf__puts(b, sep);
+        sf__puts(b, "Email = ");
+        sf__soql_quote(b, email);
     }
-    puts_(b, ")");
+    sf__puts(b, ")");
     if (is_lead(ctx))
-        puts_(b, " AND IsConverted = false");
-    puts_(b, " ORDER BY CreatedDate ASC LIMIT 10");
+        sf__puts(b, " AND IsConverted = false");
+    sf__puts(b, " ORDER BY CreatedDate ASC LIMIT 10");
     json_decref(root);
 }
 
 static int contact_mapped(const struct prov_ctx *ctx, json_t **out,
                           struct cs_err *err)
 {
-    return apply_mappings(ctx, "field_mappings", out, err);
+    return sf__apply_mappings(ctx, "field_mappings", out, err);
 }
 
 static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
                          struct cs_err *err)
 {
-    const char *phone = str_at(ctx->call, "customer.phone");
-    const char *email = str_at(ctx->call, "customer.email");
+    const char *phone = sf__str_at(ctx->call, "customer.phone");
+    const char *email = sf__str_at(ctx->call, "customer.email");
     if (!phone && !email)
         return cs_err_set(err, CS_EINVAL, "call.customer",
                           "no_contact_key: the call has neither a phone "
                           "number nor an email address");
     if (check_object(ctx, err) < 0)
         return CS_EINVAL;
-    const char *ext = cfg_str(ctx, "external_id_field");
-    if (ext && !api_name_ok(ext))
+    const char *ext = sf__cfg_str(ctx, "external_id_field");
+    if (ext && !sf__api_name_ok(ext))
         return cs_err_set(err, CS_EINVAL, "config.external_id_field",
-                          "config_error: '%.60s' is not a field API name",
-                          ext);
+                          "config_error: '%.60s' is not a field API name", ext);
     json_t *mapped = NULL;
     if (contact_mapped(ctx, &mapped, err) < 0)
         return CS_EINVAL;
@@ -1220,10 +558,10 @@ static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
             free(ef);
             free(ev);
             json_object_del(body, ext);
-            rc = begin(ctx, rq, "PATCH", path, err);
+            rc = sf__begin(ctx, rq, "PATCH", path, err);
         } else {
             path = xasprintf("/sobjects/%s", obj);
-            rc = begin(ctx, rq, "POST", path, err);
+            rc = sf__begin(ctx, rq, "POST", path, err);
         }
         free(path);
         json_decref(root);
@@ -1249,10 +587,10 @@ static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
             path = xasprintf("/sobjects/%s/%s?fields=%s", type, eid, ef);
             free(ef);
             free(fields);
-            rc = begin(ctx, rq, "GET", path, err);
+            rc = sf__begin(ctx, rq, "GET", path, err);
         } else {
             path = xasprintf("/sobjects/%s/%s", type, eid);
-            rc = begin(ctx, rq, "PATCH", path, err);
+            rc = sf__begin(ctx, rq, "PATCH", path, err);
             body = json_incref(json_object_get(ctx->scratch, "patch"));
         }
         free(path);
@@ -1262,7 +600,7 @@ static int contact_build(struct prov_ctx *ctx, struct prov_request *rq,
         struct buf q;
         buf_init(&q, 16384);
         search_soql(ctx, &q);
-        rc = begin_query(ctx, rq, &q, err);
+        rc = sf__begin_query(ctx, rq, &q, err);
     }
     if (rc == 0 && body)
         prov_request_json(rq, body);
@@ -1275,7 +613,7 @@ static json_t *contact_value(const struct prov_ctx *ctx, const char *id,
                              const char *type, const json_t *have)
 {
     json_t *v = json_pack("{s:s,s:s}", "contact_id", id, "object", type);
-    const char *acct = id_of(have, "AccountId");
+    const char *acct = sf__id_of(have, "AccountId");
     if (!acct && strcmp(type, "Contact") == 0)
         acct = scratch_str(ctx, "account_id");
     if (acct)
@@ -1295,12 +633,12 @@ static void contact_found(struct prov_ctx *ctx, const char *id,
         mapped = json_object();
     json_t *patch = update_body(ctx, mapped, have);
     json_decref(mapped);
-    if (id_of(have, "AccountId"))
+    if (sf__id_of(have, "AccountId"))
         json_object_set_new(ctx->scratch, "account_id",
-                            json_string(id_of(have, "AccountId")));
+                            json_string(sf__id_of(have, "AccountId")));
     if (json_object_size(patch) == 0) {
         json_decref(patch);
-        set_done(res, contact_value(ctx, id, type, have));
+        sf__set_done(res, contact_value(ctx, id, type, have));
         return;
     }
     json_object_set_new(ctx->scratch, "contact_id", json_string(id));
@@ -1313,9 +651,9 @@ static void contact_found(struct prov_ctx *ctx, const char *id,
  * (a lead rule may match contacts; either can be a task's WhoId). */
 static bool duplicate_of(const json_t *b, const char **id, const char **type)
 {
-    const json_t *e = error_with(b, "DUPLICATES_DETECTED");
-    const json_t *matches = json_object_get(
-        json_object_get(e, "duplicateResult"), "matchResults");
+    const json_t *e = sf__error_with(b, "DUPLICATES_DETECTED");
+    const json_t *matches =
+        json_object_get(json_object_get(e, "duplicateResult"), "matchResults");
     size_t i, j;
     const json_t *m, *r;
     json_array_foreach(matches, i, m) {
@@ -1325,9 +663,9 @@ static bool duplicate_of(const json_t *b, const char **id, const char **type)
                 json_object_get(json_object_get(rec, "attributes"), "type"));
             if (!t)
                 t = json_string_value(json_object_get(m, "entityType"));
-            if (id_of(rec, "Id") && t &&
+            if (sf__id_of(rec, "Id") && t &&
                 (strcmp(t, "Lead") == 0 || strcmp(t, "Contact") == 0)) {
-                *id = id_of(rec, "Id");
+                *id = sf__id_of(rec, "Id");
                 *type = t;
                 return true;
             }
@@ -1338,11 +676,10 @@ static bool duplicate_of(const json_t *b, const char **id, const char **type)
 
 /* The best of the records a search found: one that matches both the
  * email and the number, else the oldest. */
-static const json_t *best_match(const struct prov_ctx *ctx,
-                                const json_t *recs)
+static const json_t *best_match(const struct prov_ctx *ctx, const json_t *recs)
 {
-    const char *phone = str_at(ctx->call, "customer.phone");
-    const char *email = str_at(ctx->call, "customer.email");
+    const char *phone = sf__str_at(ctx->call, "customer.phone");
+    const char *email = sf__str_at(ctx->call, "customer.email");
     size_t i;
     const json_t *r;
     json_array_foreach(recs, i, r) {
@@ -1350,8 +687,7 @@ static const json_t *best_match(const struct prov_ctx *ctx,
         if (phone && email && e && strcasecmp(e, email) == 0 &&
             (same_number(json_string_value(json_object_get(r, "Phone")),
                          phone) ||
-             same_number(json_string_value(json_object_get(r,
-                                                           "MobilePhone")),
+             same_number(json_string_value(json_object_get(r, "MobilePhone")),
                          phone)))
             return r;
     }
@@ -1362,45 +698,44 @@ static void contact_parse_search(struct prov_ctx *ctx, const json_t *b,
                                  const struct prov_response *rsp,
                                  struct prov_result *res)
 {
-    const json_t *recs = records_of(b);
+    const json_t *recs = sf__records_of(b);
     if (!recs) {
-        bad_body(rsp, res);
+        sf__bad_body(rsp, res);
         return;
     }
     const json_t *hit = best_match(ctx, recs);
-    if (hit && !id_of(hit, "Id")) {
-        bad_body(rsp, res);
+    if (hit && !sf__id_of(hit, "Id")) {
+        sf__bad_body(rsp, res);
     } else if (hit) {
-        contact_found(ctx, id_of(hit, "Id"), hit, res);
+        contact_found(ctx, sf__id_of(hit, "Id"), hit, res);
     } else if (first_time(ctx, "created")) {
         next_phase(ctx, res, "create");
     } else {
         /* A create answered 204 without an id, and the search that
          * followed found nothing: do not create twice in one attempt. */
-        set_fail(res, PROV_RETRY, "not_found_after_create",
-                 "the %s just written was not found", object_of(ctx));
+        sf__set_fail(res, PROV_RETRY, "not_found_after_create",
+                     "the %s just written was not found", object_of(ctx));
     }
 }
 
-static void contact_parse(struct prov_ctx *ctx,
-                          const struct prov_response *rsp,
+static void contact_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                           struct prov_result *res)
 {
-    parse_begin(ctx, rsp, res);
-    json_t *b = body_json(rsp);
+    sf__parse_begin(ctx, rsp, res);
+    json_t *b = sf__body_json(rsp);
     const char *dup_id = NULL, *dup_type = NULL;
     if (phase_is(ctx, "search") && rsp->status == 200) {
         contact_parse_search(ctx, b, rsp, res);
-    } else if (phase_is(ctx, "create") && is_2xx(rsp->status)) {
-        if (id_of(b, "id")) {
-            set_done(res, contact_value(ctx, id_of(b, "id"), object_of(ctx),
-                                        NULL));
+    } else if (phase_is(ctx, "create") && sf__is_2xx(rsp->status)) {
+        if (sf__id_of(b, "id")) {
+            sf__set_done(res, contact_value(ctx, sf__id_of(b, "id"),
+                                            object_of(ctx), NULL));
         } else if (rsp->status == 204) {
             /* An upsert that updated, before API 46.0: find its id. */
             json_object_set_new(ctx->scratch, "created", json_true());
             next_phase(ctx, res, "search");
         } else {
-            bad_body(rsp, res);
+            sf__bad_body(rsp, res);
         }
     } else if (phase_is(ctx, "create") && rsp->status == 400 &&
                duplicate_of(b, &dup_id, &dup_type) &&
@@ -1409,32 +744,30 @@ static void contact_parse(struct prov_ctx *ctx,
         if (strcmp(dup_type, object_of(ctx)) == 0) {
             json_object_set_new(ctx->scratch, "contact_id",
                                 json_string(dup_id));
-            json_object_set_new(ctx->scratch, "object",
-                                json_string(dup_type));
+            json_object_set_new(ctx->scratch, "object", json_string(dup_type));
             next_phase(ctx, res, "fetch");
         } else {
-            set_done(res, json_pack("{s:s,s:s}", "contact_id", dup_id,
-                                    "object", dup_type));
+            sf__set_done(res, json_pack("{s:s,s:s}", "contact_id", dup_id,
+                                        "object", dup_type));
         }
     } else if (phase_is(ctx, "fetch") && rsp->status == 200 &&
-               id_of(b, "Id")) {
-        contact_found(ctx, id_of(b, "Id"), b, res);
-    } else if (phase_is(ctx, "update") && is_2xx(rsp->status)) {
-        set_done(res, contact_value(ctx, scratch_str(ctx, "contact_id"),
-                                    scratch_str(ctx, "object"), NULL));
+               sf__id_of(b, "Id")) {
+        contact_found(ctx, sf__id_of(b, "Id"), b, res);
+    } else if (phase_is(ctx, "update") && sf__is_2xx(rsp->status)) {
+        sf__set_done(res, contact_value(ctx, scratch_str(ctx, "contact_id"),
+                                        scratch_str(ctx, "object"), NULL));
     } else if (phase_is(ctx, "update") && rsp->status == 400 &&
                duplicate_of(b, &dup_id, &dup_type)) {
         /* The update would make it a duplicate (say, the call's email
          * belongs to another record): the caller is known; leave the
          * record as the org's rules want it. */
-        set_done(res, contact_value(ctx, scratch_str(ctx, "contact_id"),
-                                    scratch_str(ctx, "object"), NULL));
+        sf__set_done(res, contact_value(ctx, scratch_str(ctx, "contact_id"),
+                                        scratch_str(ctx, "object"), NULL));
         json_object_set_new(res->value, "update_skipped",
                             json_string("DUPLICATES_DETECTED"));
     } else if (phase_is(ctx, "update") &&
-               (rsp->status == 404 ||
-                error_with(b, "ENTITY_IS_DELETED") ||
-                error_with(b, "CANNOT_UPDATE_CONVERTED_LEAD")) &&
+               (rsp->status == 404 || sf__error_with(b, "ENTITY_IS_DELETED") ||
+                sf__error_with(b, "CANNOT_UPDATE_CONVERTED_LEAD")) &&
                first_time(ctx, "vanished")) {
         /* Deleted, merged or converted since the search: look again
          * (a converted lead is no longer found). */
@@ -1442,7 +775,7 @@ static void contact_parse(struct prov_ctx *ctx,
         json_object_del(ctx->scratch, "contact_id");
         next_phase(ctx, res, "search");
     } else {
-        sf_fail(rsp, res);
+        sf__fail(rsp, res);
     }
     json_decref(b);
 }
@@ -1462,7 +795,7 @@ static void put_duration(struct buf *b, const struct prov_ctx *ctx)
         snprintf(dur, sizeof(dur), "%lldm %llds", s / 60, s % 60);
     else
         snprintf(dur, sizeof(dur), "%llds", s);
-    put_line(b, "Duration", dur, SF_SHORT_MAX);
+    sf__put_line(b, "Duration", dur, SF_SHORT_MAX);
 }
 
 static char *task_description(const struct prov_ctx *ctx)
@@ -1470,30 +803,30 @@ static char *task_description(const struct prov_ctx *ctx)
     const json_t *c = ctx->call;
     struct buf b;
     buf_init(&b, SF_DESC_MAX + 1024);
-    put_line(&b, "Call outcome", str_at(c, "outcome"), SF_SHORT_MAX);
-    put_line(&b, "Direction", str_at(c, "direction"), SF_SHORT_MAX);
-    put_line(&b, "Summary", str_at(c, "summary"), SF_SUMMARY_MAX);
-    put_line(&b, "Sentiment", str_at(c, "sentiment"), SF_SHORT_MAX);
+    sf__put_line(&b, "Call outcome", sf__str_at(c, "outcome"), SF_SHORT_MAX);
+    sf__put_line(&b, "Direction", sf__str_at(c, "direction"), SF_SHORT_MAX);
+    sf__put_line(&b, "Summary", sf__str_at(c, "summary"), SF_SUMMARY_MAX);
+    sf__put_line(&b, "Sentiment", sf__str_at(c, "sentiment"), SF_SHORT_MAX);
     put_duration(&b, ctx);
-    const char *rec = str_at(c, "recording_url");
+    const char *rec = sf__str_at(c, "recording_url");
     if (rec && strlen(rec) < SF_URL_MAX)
-        put_line(&b, "Recording", rec, SF_URL_MAX);
-    const char *tr = str_at(c, "transcript");
+        sf__put_line(&b, "Recording", rec, SF_URL_MAX);
+    const char *tr = sf__str_at(c, "transcript");
     if (tr) {
-        size_t n = utf8_cut(tr, SF_TRANSCRIPT_MAX);
-        puts_(&b, "Transcript (excerpt):\n");
-        put(&b, tr, n);
+        size_t n = sf__utf8_cut(tr, SF_TRANSCRIPT_MAX);
+        sf__puts(&b, "Transcript (excerpt):\n");
+        sf__put(&b, tr, n);
         if (tr[n])
-            puts_(&b, " [\xe2\x80\xa6]");
-        puts_(&b, "\n");
+            sf__puts(&b, " [\xe2\x80\xa6]");
+        sf__puts(&b, "\n");
     }
-    put_marker(&b, ctx);
+    sf__put_marker(&b, ctx);
     return buf_take(&b, NULL);
 }
 
 static const char *contact_id_done(const struct prov_ctx *ctx)
 {
-    return str_at(ctx->done, "contact.contact_id");
+    return sf__str_at(ctx->done, "contact.contact_id");
 }
 
 static int need_contact(const struct prov_ctx *ctx, struct cs_err *err)
@@ -1508,32 +841,32 @@ static int need_contact(const struct prov_ctx *ctx, struct cs_err *err)
  * <field> = <value> [AND CreatedDate >= <since>] ORDER BY CreatedDate
  * DESC LIMIT 200; the marker is matched in parse. */
 static int marker_search(struct prov_ctx *ctx, struct prov_request *rq,
-                         const char *obj, const char *field,
-                         const char *value, const char *also_field,
-                         const char *also_value, struct cs_err *err)
+                         const char *obj, const char *field, const char *value,
+                         const char *also_field, const char *also_value,
+                         struct cs_err *err)
 {
     set_phase(ctx, "search");
     struct buf q;
     buf_init(&q, 8192);
-    puts_(&q, "SELECT Id, Description FROM ");
-    puts_(&q, obj);
-    puts_(&q, " WHERE ");
-    puts_(&q, field);
-    puts_(&q, " = ");
-    soql_quote(&q, value);
+    sf__puts(&q, "SELECT Id, Description FROM ");
+    sf__puts(&q, obj);
+    sf__puts(&q, " WHERE ");
+    sf__puts(&q, field);
+    sf__puts(&q, " = ");
+    sf__soql_quote(&q, value);
     if (also_field) {
-        puts_(&q, " AND ");
-        puts_(&q, also_field);
-        puts_(&q, " = ");
-        soql_quote(&q, also_value);
+        sf__puts(&q, " AND ");
+        sf__puts(&q, also_field);
+        sf__puts(&q, " = ");
+        sf__soql_quote(&q, also_value);
     }
     char since[32];
     if (since_literal(ctx, since)) {
-        puts_(&q, " AND CreatedDate >= ");
-        puts_(&q, since);
+        sf__puts(&q, " AND CreatedDate >= ");
+        sf__puts(&q, since);
     }
-    puts_(&q, " ORDER BY CreatedDate DESC LIMIT 200");
-    return begin_query(ctx, rq, &q, err);
+    sf__puts(&q, " ORDER BY CreatedDate DESC LIMIT 200");
+    return sf__begin_query(ctx, rq, &q, err);
 }
 
 /* The answer to marker_search: done with our record, or on to create. */
@@ -1541,18 +874,18 @@ static void marker_found(struct prov_ctx *ctx, const json_t *b,
                          const struct prov_response *rsp, const char *key,
                          struct prov_result *res)
 {
-    const json_t *recs = records_of(b);
+    const json_t *recs = sf__records_of(b);
     if (!recs) {
-        bad_body(rsp, res);
+        sf__bad_body(rsp, res);
         return;
     }
     size_t i;
     const json_t *r;
     json_array_foreach(recs, i, r) {
-        if (id_of(r, "Id") &&
-            has_marker(ctx, json_string_value(json_object_get(r,
-                                                              "Description")))) {
-            set_done(res, json_pack("{s:s}", key, id_of(r, "Id")));
+        if (sf__id_of(r, "Id") &&
+            sf__has_marker(
+                ctx, json_string_value(json_object_get(r, "Description")))) {
+            sf__set_done(res, json_pack("{s:s}", key, sf__id_of(r, "Id")));
             return;
         }
     }
@@ -1563,10 +896,10 @@ static void marker_found(struct prov_ctx *ctx, const json_t *b,
 static void created(const json_t *b, const struct prov_response *rsp,
                     const char *key, struct prov_result *res)
 {
-    if (id_of(b, "id"))
-        set_done(res, json_pack("{s:s}", key, id_of(b, "id")));
+    if (sf__id_of(b, "id"))
+        sf__set_done(res, json_pack("{s:s}", key, sf__id_of(b, "id")));
     else
-        bad_body(rsp, res);
+        sf__bad_body(rsp, res);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1576,19 +909,21 @@ static void created(const json_t *b, const struct prov_response *rsp,
 static char *task_subject(const struct prov_ctx *ctx, struct cs_err *err,
                           bool *failed)
 {
-    char *s = render_template(ctx, "task_subject_template", err, failed);
+    char *s = sf__render_template(ctx, "task_subject_template", err, failed);
     if (*failed)
         return NULL;
     if (!s) {
-        const char *dir = str_at(ctx->call, "direction");
-        const char *what = str_at(ctx->call, "outcome");
+        const char *dir = sf__str_at(ctx->call, "direction");
+        const char *what = sf__str_at(ctx->call, "outcome");
         bool in = dir && strcasecmp(dir, "inbound") == 0;
         bool out = dir && strcasecmp(dir, "outbound") == 0;
-        s = xasprintf("%s%s%s", in ? "Inbound call" : out ? "Outbound call"
-                                                         : "Call",
+        s = xasprintf("%s%s%s",
+                      in    ? "Inbound call"
+                      : out ? "Outbound call"
+                            : "Call",
                       what ? ": " : "", what ? what : "");
     }
-    char *c = cut_dup(s, SF_SHORT_MAX);
+    char *c = sf__cut_dup(s, SF_SHORT_MAX);
     free(s);
     return c;
 }
@@ -1599,7 +934,7 @@ static json_t *task_body(const struct prov_ctx *ctx, struct cs_err *err)
     if (tz_of(ctx, &tz, err) < 0)
         return NULL;
     json_t *mapped = NULL;
-    if (apply_mappings(ctx, "task_field_mappings", &mapped, err) < 0)
+    if (sf__apply_mappings(ctx, "task_field_mappings", &mapped, err) < 0)
         return NULL;
     bool failed;
     char *subject = task_subject(ctx, err, &failed);
@@ -1610,32 +945,32 @@ static json_t *task_body(const struct prov_ctx *ctx, struct cs_err *err)
     char *desc = task_description(ctx);
     char date[11];
     local_date(tz, call_ms(ctx), date);
-    const char *status = cfg_str(ctx, "task_status");
-    json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "Subject", subject,
-                          "Description", desc ? desc : "", "WhoId",
-                          contact_id_done(ctx), "Status",
-                          status ? status : "Completed", "ActivityDate", date,
-                          "TaskSubtype", "Call");
+    const char *status = sf__cfg_str(ctx, "task_status");
+    json_t *b =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "Subject", subject,
+                  "Description", desc ? desc : "", "WhoId",
+                  contact_id_done(ctx), "Status", status ? status : "Completed",
+                  "ActivityDate", date, "TaskSubtype", "Call");
     free(subject);
     free(desc);
-    const char *dir = str_at(ctx->call, "direction");
+    const char *dir = sf__str_at(ctx->call, "direction");
     if (dir && strcasecmp(dir, "inbound") == 0)
         json_object_set_new(b, "CallType", json_string("Inbound"));
     else if (dir && strcasecmp(dir, "outbound") == 0)
         json_object_set_new(b, "CallType", json_string("Outbound"));
     const json_t *d = map_path(ctx->call, "duration_s");
     if (json_is_number(d) && json_number_value(d) >= 0)
-        json_object_set_new(b, "CallDurationInSeconds",
-                            json_integer((json_int_t)(json_number_value(d) +
-                                                      0.5)));
-    const char *outcome = str_at(ctx->call, "outcome");
+        json_object_set_new(
+            b, "CallDurationInSeconds",
+            json_integer((json_int_t)(json_number_value(d) + 0.5)));
+    const char *outcome = sf__str_at(ctx->call, "outcome");
     if (outcome) {
-        char *o = cut_dup(outcome, SF_SHORT_MAX);
+        char *o = sf__cut_dup(outcome, SF_SHORT_MAX);
         json_object_set_new(b, "CallDisposition", json_string(o));
         free(o);
     }
-    set_str(b, "Priority", cfg_str(ctx, "task_priority"));
-    set_str(b, "OwnerId", cfg_str(ctx, "owner_id"));
+    set_str(b, "Priority", sf__cfg_str(ctx, "task_priority"));
+    set_str(b, "OwnerId", sf__cfg_str(ctx, "owner_id"));
     json_object_update(b, mapped);
     json_decref(mapped);
     return b;
@@ -1653,11 +988,11 @@ static int task_build(struct prov_ctx *ctx, struct prov_request *rq,
         return CS_EINVAL;
     int rc;
     if (ctx->reconcile && !phase_is(ctx, "create")) {
-        rc = marker_search(ctx, rq, "Task", "WhoId", contact_id_done(ctx),
-                           NULL, NULL, err);
+        rc = marker_search(ctx, rq, "Task", "WhoId", contact_id_done(ctx), NULL,
+                           NULL, err);
     } else {
         set_phase(ctx, "create");
-        rc = begin(ctx, rq, "POST", "/sobjects/Task", err);
+        rc = sf__begin(ctx, rq, "POST", "/sobjects/Task", err);
         if (rc == 0)
             prov_request_json(rq, body);
     }
@@ -1668,12 +1003,12 @@ static int task_build(struct prov_ctx *ctx, struct prov_request *rq,
 static void task_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                        struct prov_result *res)
 {
-    parse_begin(ctx, rsp, res);
-    if (!is_2xx(rsp->status)) {
-        sf_fail(rsp, res);
+    sf__parse_begin(ctx, rsp, res);
+    if (!sf__is_2xx(rsp->status)) {
+        sf__fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = sf__body_json(rsp);
     if (phase_is(ctx, "search"))
         marker_found(ctx, b, rsp, "task_id", res);
     else
@@ -1688,22 +1023,22 @@ static void task_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 static bool event_applies(const struct prov_ctx *ctx)
 {
     return when_has_appointment(ctx->call) &&
-           cfg_bool(ctx, "create_events", true);
+           sf__cfg_bool(ctx, "create_events", true);
 }
 
 static char *event_subject(const struct prov_ctx *ctx)
 {
-    const char *title = str_at(ctx->call, "appointment.title");
+    const char *title = sf__str_at(ctx->call, "appointment.title");
     char *s;
     if (title) {
         s = xstrdup(title);
     } else {
-        const char *service = str_at(ctx->call, "appointment.service_type");
-        const char *name = str_at(ctx->call, "customer.name");
+        const char *service = sf__str_at(ctx->call, "appointment.service_type");
+        const char *name = sf__str_at(ctx->call, "customer.name");
         s = xasprintf("%s%s%s", service ? service : "Appointment",
                       name ? " - " : "", name ? name : "");
     }
-    char *c = cut_dup(s, SF_SHORT_MAX);
+    char *c = sf__cut_dup(s, SF_SHORT_MAX);
     free(s);
     return c;
 }
@@ -1716,23 +1051,23 @@ static char *event_location(const struct prov_ctx *ctx)
     struct buf b;
     buf_init(&b, 4096);
     for (size_t i = 0; i < CS_ARRAY_LEN(parts); i++) {
-        const char *p = str_at(ctx->call, parts[i]);
+        const char *p = sf__str_at(ctx->call, parts[i]);
         if (!p)
             continue;
         if (b.len)
-            puts_(&b, ", ");
-        puts_(&b, p);
+            sf__puts(&b, ", ");
+        sf__puts(&b, p);
     }
     char *s = buf_take(&b, NULL);
     if (!s)
         return NULL;
-    char *c = cut_dup(s, SF_SHORT_MAX);
+    char *c = sf__cut_dup(s, SF_SHORT_MAX);
     free(s);
     return c;
 }
 
-static json_t *event_body(const struct prov_ctx *ctx,
-                          const struct when_appt *a, struct cs_err *err)
+static json_t *event_body(const struct prov_ctx *ctx, const struct when_appt *a,
+                          struct cs_err *err)
 {
     char s[32], e[32], local[40];
     cs_rfc3339_s(a->start_ms, s);
@@ -1743,29 +1078,30 @@ static json_t *event_body(const struct prov_ctx *ctx,
         return NULL;
     }
     json_t *mapped = NULL;
-    if (apply_mappings(ctx, "event_field_mappings", &mapped, err) < 0)
+    if (sf__apply_mappings(ctx, "event_field_mappings", &mapped, err) < 0)
         return NULL;
     struct buf b;
     buf_init(&b, SF_DESC_MAX + 1024);
-    put_line(&b, "Service", str_at(ctx->call, "appointment.service_type"),
-             SF_SHORT_MAX);
-    put_line(&b, "Local time", local, SF_SHORT_MAX);
-    put_line(&b, "Time zone", a->tz, SF_SHORT_MAX);
-    put_line(&b, "Call summary", str_at(ctx->call, "summary"),
-             SF_SUMMARY_MAX);
-    put_marker(&b, ctx);
+    sf__put_line(&b, "Service",
+                 sf__str_at(ctx->call, "appointment.service_type"),
+                 SF_SHORT_MAX);
+    sf__put_line(&b, "Local time", local, SF_SHORT_MAX);
+    sf__put_line(&b, "Time zone", a->tz, SF_SHORT_MAX);
+    sf__put_line(&b, "Call summary", sf__str_at(ctx->call, "summary"),
+                 SF_SUMMARY_MAX);
+    sf__put_marker(&b, ctx);
     char *desc = buf_take(&b, NULL);
     char *subject = event_subject(ctx);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:s}", "Subject", subject,
-                             "StartDateTime", s, "EndDateTime", e, "WhoId",
-                             contact_id_done(ctx), "Description",
-                             desc ? desc : "");
+    json_t *body =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "Subject", subject, "StartDateTime",
+                  s, "EndDateTime", e, "WhoId", contact_id_done(ctx),
+                  "Description", desc ? desc : "");
     free(subject);
     free(desc);
     char *loc = event_location(ctx);
     set_str(body, "Location", loc);
     free(loc);
-    set_str(body, "OwnerId", cfg_str(ctx, "owner_id"));
+    set_str(body, "OwnerId", sf__cfg_str(ctx, "owner_id"));
     json_object_update(body, mapped);
     json_decref(mapped);
     return body;
@@ -1787,7 +1123,7 @@ static int event_build(struct prov_ctx *ctx, struct prov_request *rq,
         return CS_EINVAL;
     int rc;
     if (phase_is(ctx, "create")) {
-        rc = begin(ctx, rq, "POST", "/sobjects/Event", err);
+        rc = sf__begin(ctx, rq, "POST", "/sobjects/Event", err);
         if (rc == 0)
             prov_request_json(rq, body);
     } else {
@@ -1798,13 +1134,13 @@ static int event_build(struct prov_ctx *ctx, struct prov_request *rq,
         cs_rfc3339_s(a.start_ms, s);
         struct buf q;
         buf_init(&q, 4096);
-        puts_(&q, "SELECT Id, Subject, Description, StartDateTime FROM "
-                  "Event WHERE WhoId = ");
-        soql_quote(&q, contact_id_done(ctx));
-        puts_(&q, " AND StartDateTime = ");
-        puts_(&q, s);
-        puts_(&q, " ORDER BY CreatedDate ASC LIMIT 10");
-        rc = begin_query(ctx, rq, &q, err);
+        sf__puts(&q, "SELECT Id, Subject, Description, StartDateTime FROM "
+                     "Event WHERE WhoId = ");
+        sf__soql_quote(&q, contact_id_done(ctx));
+        sf__puts(&q, " AND StartDateTime = ");
+        sf__puts(&q, s);
+        sf__puts(&q, " ORDER BY CreatedDate ASC LIMIT 10");
+        rc = sf__begin_query(ctx, rq, &q, err);
     }
     json_decref(body);
     return rc;
@@ -1813,14 +1149,14 @@ static int event_build(struct prov_ctx *ctx, struct prov_request *rq,
 static void event_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                         struct prov_result *res)
 {
-    parse_begin(ctx, rsp, res);
-    if (!is_2xx(rsp->status)) {
-        sf_fail(rsp, res);
+    sf__parse_begin(ctx, rsp, res);
+    if (!sf__is_2xx(rsp->status)) {
+        sf__fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = sf__body_json(rsp);
     if (phase_is(ctx, "search")) {
-        const json_t *recs = records_of(b);
+        const json_t *recs = sf__records_of(b);
         const json_t *hit = NULL;
         struct when_appt a;
         struct cs_err err;
@@ -1829,18 +1165,19 @@ static void event_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         if (when_appointment(ctx->call, ctx->config, &a, &err) == 0)
             json_array_foreach(recs, i, r) {
                 int64_t at;
-                const char *st = json_string_value(
-                    json_object_get(r, "StartDateTime"));
-                if (!hit && id_of(r, "Id") &&
-                    (has_marker(ctx, json_string_value(
-                                         json_object_get(r, "Description"))) ||
-                     (parse_sf_time(st, &at) && at == a.start_ms)))
+                const char *st =
+                    json_string_value(json_object_get(r, "StartDateTime"));
+                if (!hit && sf__id_of(r, "Id") &&
+                    (sf__has_marker(ctx, json_string_value(json_object_get(
+                                             r, "Description"))) ||
+                     (sf__parse_time(st, &at) && at == a.start_ms)))
                     hit = r;
             }
         if (!recs)
-            bad_body(rsp, res);
+            sf__bad_body(rsp, res);
         else if (hit)
-            set_done(res, json_pack("{s:s}", "event_id", id_of(hit, "Id")));
+            sf__set_done(res,
+                         json_pack("{s:s}", "event_id", sf__id_of(hit, "Id")));
         else
             next_phase(ctx, res, "create");
     } else {
@@ -1855,26 +1192,27 @@ static void event_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 
 static bool opportunity_applies(const struct prov_ctx *ctx)
 {
-    return cfg_str(ctx, "opportunity_stage") != NULL;
+    return sf__cfg_str(ctx, "opportunity_stage") != NULL;
 }
 
 static char *opportunity_name(const struct prov_ctx *ctx, struct cs_err *err)
 {
     bool failed;
-    char *s = render_template(ctx, "opportunity_name_template", err, &failed);
+    char *s =
+        sf__render_template(ctx, "opportunity_name_template", err, &failed);
     if (failed)
         return NULL;
     if (!s) {
-        const char *who = str_at(ctx->call, "customer.name");
+        const char *who = sf__str_at(ctx->call, "customer.name");
         if (!who)
-            who = str_at(ctx->call, "customer.phone");
+            who = sf__str_at(ctx->call, "customer.phone");
         if (!who)
-            who = str_at(ctx->call, "customer.email");
-        const char *what = str_at(ctx->call, "outcome");
+            who = sf__str_at(ctx->call, "customer.email");
+        const char *what = sf__str_at(ctx->call, "outcome");
         s = xasprintf("%s \xe2\x80\x93 %s", who ? who : "Unknown caller",
                       what ? what : "call");
     }
-    char *c = cut_dup(s, 120);
+    char *c = sf__cut_dup(s, 120);
     free(s);
     return c;
 }
@@ -1892,8 +1230,7 @@ static int close_days(const struct prov_ctx *ctx, struct cs_err *err)
     return (int)json_integer_value(v);
 }
 
-static json_t *opportunity_body(const struct prov_ctx *ctx,
-                                struct cs_err *err)
+static json_t *opportunity_body(const struct prov_ctx *ctx, struct cs_err *err)
 {
     const char *tz;
     int days = close_days(ctx, err);
@@ -1901,7 +1238,7 @@ static json_t *opportunity_body(const struct prov_ctx *ctx,
         return NULL;
     char ver[8];
     int major;
-    if (api_version(ctx, ver, &major, err) < 0)
+    if (sf__api_version(ctx, ver, &major, err) < 0)
         return NULL;
     const json_t *amount = json_object_get(ctx->config, "opportunity_amount");
     if (amount && !json_is_null(amount) && !json_is_number(amount)) {
@@ -1910,7 +1247,7 @@ static json_t *opportunity_body(const struct prov_ctx *ctx,
         return NULL;
     }
     json_t *mapped = NULL;
-    if (apply_mappings(ctx, "opportunity_field_mappings", &mapped, err) < 0)
+    if (sf__apply_mappings(ctx, "opportunity_field_mappings", &mapped, err) < 0)
         return NULL;
     char *name = opportunity_name(ctx, err);
     if (!name) {
@@ -1921,36 +1258,42 @@ static json_t *opportunity_body(const struct prov_ctx *ctx,
     local_date(tz, call_ms(ctx) + (int64_t)days * 86400000, date);
     struct buf b;
     buf_init(&b, SF_DESC_MAX + 1024);
-    put_line(&b, "Caller", str_at(ctx->call, "customer.name"), SF_SHORT_MAX);
-    put_line(&b, "Phone", str_at(ctx->call, "customer.phone"), SF_SHORT_MAX);
-    put_line(&b, "Email", str_at(ctx->call, "customer.email"), SF_SHORT_MAX);
-    put_line(&b, str_at(ctx->done, "contact.object")
-                     ? str_at(ctx->done, "contact.object")
+    sf__put_line(&b, "Caller", sf__str_at(ctx->call, "customer.name"),
+                 SF_SHORT_MAX);
+    sf__put_line(&b, "Phone", sf__str_at(ctx->call, "customer.phone"),
+                 SF_SHORT_MAX);
+    sf__put_line(&b, "Email", sf__str_at(ctx->call, "customer.email"),
+                 SF_SHORT_MAX);
+    sf__put_line(&b,
+                 sf__str_at(ctx->done, "contact.object")
+                     ? sf__str_at(ctx->done, "contact.object")
                      : "Record",
-             contact_id_done(ctx), SF_SHORT_MAX);
-    put_line(&b, "Call outcome", str_at(ctx->call, "outcome"), SF_SHORT_MAX);
-    put_line(&b, "Summary", str_at(ctx->call, "summary"), SF_SUMMARY_MAX);
-    put_marker(&b, ctx);
+                 contact_id_done(ctx), SF_SHORT_MAX);
+    sf__put_line(&b, "Call outcome", sf__str_at(ctx->call, "outcome"),
+                 SF_SHORT_MAX);
+    sf__put_line(&b, "Summary", sf__str_at(ctx->call, "summary"),
+                 SF_SUMMARY_MAX);
+    sf__put_marker(&b, ctx);
     char *desc = buf_take(&b, NULL);
     json_t *body = json_pack("{s:s,s:s,s:s,s:s}", "Name", name, "StageName",
-                             cfg_str(ctx, "opportunity_stage"), "CloseDate",
+                             sf__cfg_str(ctx, "opportunity_stage"), "CloseDate",
                              date, "Description", desc ? desc : "");
     free(name);
     free(desc);
     if (json_is_number(amount))
         json_object_set(body, "Amount", (json_t *)amount);
-    const char *obj = str_at(ctx->done, "contact.object");
-    const char *acct = str_at(ctx->done, "contact.account_id");
+    const char *obj = sf__str_at(ctx->done, "contact.object");
+    const char *acct = sf__str_at(ctx->done, "contact.account_id");
     if (!acct)
-        acct = cfg_str(ctx, "account_id");
+        acct = sf__cfg_str(ctx, "account_id");
     set_str(body, "AccountId", acct);
     /* ContactId makes the contact the opportunity's primary contact role
      * (create only, API 46.0 and later). A lead has no such link: its id
      * is in the description. */
     if (obj && strcmp(obj, "Contact") == 0 && major >= 46)
         set_str(body, "ContactId", contact_id_done(ctx));
-    set_str(body, "LeadSource", cfg_str(ctx, "lead_source"));
-    set_str(body, "OwnerId", cfg_str(ctx, "owner_id"));
+    set_str(body, "LeadSource", sf__cfg_str(ctx, "lead_source"));
+    set_str(body, "OwnerId", sf__cfg_str(ctx, "owner_id"));
     json_object_update(body, mapped);
     json_decref(mapped);
     return body;
@@ -1966,14 +1309,13 @@ static int opportunity_build(struct prov_ctx *ctx, struct prov_request *rq,
         return CS_EINVAL;
     int rc;
     if (ctx->reconcile && !phase_is(ctx, "create")) {
-        const char *cid = json_string_value(json_object_get(body,
-                                                            "ContactId"));
+        const char *cid = json_string_value(json_object_get(body, "ContactId"));
         rc = marker_search(ctx, rq, "Opportunity", "Name",
                            json_string_value(json_object_get(body, "Name")),
                            cid ? "ContactId" : NULL, cid, err);
     } else {
         set_phase(ctx, "create");
-        rc = begin(ctx, rq, "POST", "/sobjects/Opportunity", err);
+        rc = sf__begin(ctx, rq, "POST", "/sobjects/Opportunity", err);
         if (rc == 0)
             prov_request_json(rq, body);
     }
@@ -1985,12 +1327,12 @@ static void opportunity_parse(struct prov_ctx *ctx,
                               const struct prov_response *rsp,
                               struct prov_result *res)
 {
-    parse_begin(ctx, rsp, res);
-    if (!is_2xx(rsp->status)) {
-        sf_fail(rsp, res);
+    sf__parse_begin(ctx, rsp, res);
+    if (!sf__is_2xx(rsp->status)) {
+        sf__fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = sf__body_json(rsp);
     if (phase_is(ctx, "search"))
         marker_found(ctx, b, rsp, "opportunity_id", res);
     else
@@ -2003,8 +1345,7 @@ static void opportunity_parse(struct prov_ctx *ctx,
 static const struct prov_step sf_steps[] = {
     {"contact", PROV_RECONCILE_LOOKUP, NULL, contact_build, contact_parse},
     {"task", PROV_RECONCILE_LOOKUP, NULL, task_build, task_parse},
-    {"event", PROV_RECONCILE_LOOKUP, event_applies, event_build,
-     event_parse},
+    {"event", PROV_RECONCILE_LOOKUP, event_applies, event_build, event_parse},
     {"opportunity", PROV_RECONCILE_LOOKUP, opportunity_applies,
      opportunity_build, opportunity_parse},
 };

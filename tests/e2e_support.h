@@ -26,6 +26,7 @@
 #define RETELL_KEY "key_worker_test_7c1d"
 #define HUBSPOT_TOKEN "pat-na1-test-0000"
 #define GHL_TOKEN "pit-ghl-test-5e1a"
+#define SF_TOKEN "00D5g000004E2E0!AQ4AQE2eTestToken"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -85,7 +86,8 @@ static inline void start_sandbox(int latency_ms)
                     (char *)HUBSPOT_TOKEN, (char *)"--hubspot-rate",
                     (char *)"1000000", (char *)"--gohighlevel-token",
                     (char *)GHL_TOKEN, (char *)"--gohighlevel-rate",
-                    (char *)"1000000", NULL};
+                    (char *)"1000000", (char *)"--salesforce-token",
+                    (char *)SF_TOKEN, NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -146,8 +148,9 @@ static inline void start_worker(int inflight)
         env_kv("CALLSYNC_PROVIDER_BASE_URLS",
                "hubspot=http://127.0.0.1:%d/hubspot,"
                "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
-               "retell=http://127.0.0.1:%d/retell",
-               sandbox_port, sandbox_port, sandbox_port),
+               "retell=http://127.0.0.1:%d/retell,"
+               "salesforce=http://127.0.0.1:%d/salesforce",
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),
