@@ -464,21 +464,12 @@ const char *sf__id_of(const json_t *o, const char *key)
 /* ------------------------------------------------------------------ */
 
 /* Fields Salesforce sets itself: a mapping may not write them. */
-static const char *const system_fields[] = {"Id",
-                                            "IsDeleted",
-                                            "CreatedDate",
-                                            "CreatedById",
-                                            "LastModifiedDate",
-                                            "LastModifiedById",
-                                            "SystemModstamp",
-                                            "IsConverted",
-                                            "ConvertedContactId",
-                                            "ConvertedAccountId",
-                                            "ConvertedOpportunityId",
-                                            "ConvertedDate",
-                                            "MasterRecordId",
-                                            "LastActivityDate",
-                                            "IsClosed"};
+static const char *const system_fields[] = {
+    "Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate",
+    "LastModifiedById", "SystemModstamp", "IsConverted", "ConvertedContactId",
+    "ConvertedAccountId", "ConvertedOpportunityId", "ConvertedDate",
+    "MasterRecordId", "LastActivityDate", "IsClosed",
+};
 
 /* Whether name is a field API name: a letter, then letters, digits and
  * single underscores (a custom field ends in "__c", a namespace adds
