@@ -1086,7 +1086,7 @@ static void update(struct sb *s, const struct sb_req *rq,
     json_decref(b);
 }
 
-static void delete(struct sb *s, const struct sf_object *o, const char *id,
+static void delete_record(struct sb *s, const struct sf_object *o, const char *id,
                    struct sb_resp *out)
 {
     struct sb_sf *g = state(s);
@@ -1332,7 +1332,7 @@ static void route(struct sb *s, const struct sb_req *rq, const char *rest,
         else if (m == HTTP_PATCH)
             update(s, rq, o, seg[2], version, out);
         else if (m == HTTP_DELETE)
-            delete(s, o, seg[2], out);
+            delete_record(s, o, seg[2], out);
         else
             method_not_allowed(out, "GET,PATCH,DELETE,HEAD");
     } else if (n == 4 && m == HTTP_PATCH) {
