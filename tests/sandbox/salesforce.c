@@ -786,7 +786,8 @@ static bool event_ok(json_t *rec, struct sb_resp *out)
              "Required fields are missing: [DurationInMinutes]");
         return false;
     }
-    if (json_is_integer(dur) && end != start + json_integer_value(dur) * 60000) {
+    if (json_is_integer(dur) &&
+        end != start + json_integer_value(dur) * 60000) {
         fail(out, 400, "FIELD_INTEGRITY_EXCEPTION",
              json_pack("[s]", "DurationInMinutes"),
              "Duration: the duration doesn't match the start and end times");
@@ -1086,8 +1087,8 @@ static void update(struct sb *s, const struct sb_req *rq,
     json_decref(b);
 }
 
-static void delete_record(struct sb *s, const struct sf_object *o, const char *id,
-                   struct sb_resp *out)
+static void delete_record(struct sb *s, const struct sf_object *o,
+                          const char *id, struct sb_resp *out)
 {
     struct sb_sf *g = state(s);
     json_t *old = find(s, o, id, out);
