@@ -186,6 +186,7 @@ extern const struct prov_ops prov_twilio;
 extern const struct prov_ops prov_sendgrid;
 extern const struct prov_ops prov_pipedrive;
 extern const struct prov_ops prov_zoho;
+extern const struct prov_ops prov_salesforce;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

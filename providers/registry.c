@@ -20,6 +20,7 @@ static const struct prov_ops *const providers[] = {
     &prov_sendgrid,
     &prov_pipedrive,
     &prov_zoho,
+    &prov_salesforce,
 };
 
 const struct prov_ops *prov_find(const char *name)

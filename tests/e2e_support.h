@@ -32,6 +32,7 @@
 #define SENDGRID_KEY "SG.e2e-key.0123456789"
 #define PD_TOKEN "pd-e2e-token-3c9f"
 #define ZOHO_TOKEN "1000.zoho-e2e-token-8b2d"
+#define SF_TOKEN "00D5g000004E2E0!AQ4AQE2eTestToken"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -100,7 +101,8 @@ static inline void start_sandbox(int latency_ms)
                     (char *)"--pipedrive-token", (char *)PD_TOKEN,
                     (char *)"--pipedrive-rate", (char *)"1000000",
                     (char *)"--zoho-token", (char *)ZOHO_TOKEN,
-                    (char *)"--zoho-credits", (char *)"100000000", NULL};
+                    (char *)"--zoho-credits", (char *)"100000000",
+                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL};
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -176,9 +178,11 @@ static inline void start_worker(int inflight)
                "twilio=http://127.0.0.1:%d/twilio,"
                "sendgrid=http://127.0.0.1:%d/sendgrid,"
                "pipedrive=http://127.0.0.1:%d/pipedrive,"
-               "zoho=http://127.0.0.1:%d/zoho",
+               "zoho=http://127.0.0.1:%d/zoho,"
+               "salesforce=http://127.0.0.1:%d/salesforce",
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+               sandbox_port,
                sandbox_port, sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",

@@ -33,8 +33,8 @@
 static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
     "sentry", "google_calendar", "cal_com", "calendly", "outlook",
-    "stripe", "twilio", "sendgrid", "pipedrive", "zoho", "other",
-    "sandbox"};
+    "stripe", "twilio", "sendgrid", "pipedrive", "zoho", "salesforce",
+    "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
@@ -43,7 +43,8 @@ static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/cal_com", "/calendly",
                                               "/outlook", "/stripe",
                                               "/twilio", "/sendgrid",
-                                              "/pipedrive", "/zoho"};
+                                              "/pipedrive", "/zoho",
+                                              "/salesforce"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -151,6 +152,7 @@ const char *sb_reason(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 300: return "Multiple Choices";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -247,6 +249,7 @@ void sb_reset(struct sb *s)
     stripe_reset(s->stripe);
     twilio_reset(s->twilio);
     sendgrid_reset(s->sendgrid);
+    sf_reset(s);
 }
 
 void sb_free(struct sb *s)
@@ -267,6 +270,7 @@ void sb_free(struct sb *s)
     stripe_free(s->stripe);
     twilio_free(s->twilio);
     sendgrid_free(s->sendgrid);
+    sf_free(s);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -443,6 +447,7 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_SENDGRID: return sendgrid_error_body(status);
     case SB_P_PIPEDRIVE: return pd_error_body(status);
     case SB_P_ZOHO: return zoho_error_body(status);
+    case SB_P_SALESFORCE: return sf_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -476,6 +481,8 @@ static bool apply_faults(struct sb *s, const struct sb_req *rq,
             sendgrid_rate_headers(s, out);
         if (rq->provider == SB_P_PIPEDRIVE)
             pd_rate_headers(s, rq, out);
+        if (rq->provider == SB_P_SALESFORCE)
+            sf_limit_headers(s, out);
         return true;
     }
     return false;
@@ -607,6 +614,8 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = pd_records(s, *t ? t : "persons");
     else if (strcmp(p, "zoho") == 0)
         recs = zoho_records(s, *t ? t : "leads");
+    else if (strcmp(p, "salesforce") == 0)
+        recs = sf_records(s, *t ? t : "leads");
     else
         recs = cal_sb_records(s, p, t);
     free(prov);
@@ -807,6 +816,7 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_SENDGRID: sendgrid_handle(s, rq, out); break;
         case SB_P_PIPEDRIVE: pd_handle(s, rq, out); break;
         case SB_P_ZOHO: zoho_handle(s, rq, out); break;
+        case SB_P_SALESFORCE: sf_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

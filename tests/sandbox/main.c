@@ -21,7 +21,10 @@
  *                    [--twilio-send-delay-ms N]
  *                    [--sendgrid-key K]... [--sendgrid-rate N]
  *                    [--sendgrid-sender EMAIL]...
- *                    [--sentry-key K] [--log-level warn]
+ *                    [--sentry-key K]
+ *                    [--salesforce-token T]... [--salesforce-daily N]
+ *                    [--salesforce-duplicates block|allow]
+ *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
  * (with the real port when --port 0 asked for a free one).
@@ -59,6 +62,8 @@ static void usage(FILE *f)
                "[--twilio-rate N] [--twilio-send-delay-ms N] "
                "[--sendgrid-key K]... [--sendgrid-rate N] "
                "[--sendgrid-sender EMAIL]... "
+               "[--salesforce-token T]... [--salesforce-daily N] "
+               "[--salesforce-duplicates block|allow] "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -153,6 +158,8 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
                    sendgrid_option(s, a, val)) {
             /* keys, rates and behaviour of the payment and messaging
              * providers */
+        } else if (sf_option(s, a, val)) {
+            /* Salesforce: tokens, daily allocation, duplicate rules */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;

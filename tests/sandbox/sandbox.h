@@ -22,6 +22,7 @@
  *   forms.c    form-encoded bodies (Stripe, Twilio)
  *   pipedrive.c  Pipedrive persons, notes, deals, activities
  *   zoho.c     Zoho CRM leads, contacts and their notes
+ *   salesforce.c, soql.c  Salesforce REST: sObjects, upsert, SOQL queries
  *
  * Everything runs on one event loop; no locks.
  */
@@ -58,6 +59,7 @@ enum sb_provider {
     SB_P_SENDGRID,
     SB_P_PIPEDRIVE,
     SB_P_ZOHO,
+    SB_P_SALESFORCE,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -129,6 +131,7 @@ struct sb_twilio;
 struct sb_sendgrid;
 struct sb_pd;
 struct sb_zoho;
+struct sb_sf;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -174,6 +177,7 @@ struct sb {
     long long zoho_credits; /* per rolling 24 h */
     long long zoho_rate;    /* calls per second; 0: no limit */
     struct sb_zoho *zoho;
+    struct sb_sf *sf;        /* Salesforce: options, records, usage */
 };
 
 /* ---- sentry.c ----------------------------------------------------------- */
@@ -350,6 +354,22 @@ void zoho_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
 json_t *zoho_error_body(int status);
 /* Records of one type ("leads", "contacts", "notes"), or NULL. */
 json_t *zoho_records(struct sb *s, const char *type);
+/* ---- salesforce.c ------------------------------------------------------- */
+
+/* --salesforce-token T, --salesforce-daily N, --salesforce-duplicates
+ * block|allow; false when flag is not one of them or val is invalid. */
+bool sf_option(struct sb *s, const char *flag, const char *val);
+/* Forget records and usage, keep the options. */
+void sf_reset(struct sb *s);
+void sf_free(struct sb *s);
+void sf_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+/* The Salesforce error array for an injected status (stolen json). */
+json_t *sf_error_body(int status);
+/* Add Sforce-Limit-Info to out. */
+void sf_limit_headers(struct sb *s, struct sb_resp *out);
+/* Live records of one type ("leads", "contacts", "accounts", "tasks",
+ * "events", "opportunities"), or NULL. */
+json_t *sf_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
