@@ -591,6 +591,93 @@ Test(oauth, killed_refresher_leaves_tokens_the_next_one_applies)
     free(id);
 }
 
+/* The scheduler's sweep of leftover records (pending_only): the tokens a
+ * dead refresher left are applied even though the row still looks valid
+ * (a 401 refresh of a token that was not yet due), and nothing is ever
+ * asked of the token endpoint; a record for a removed connection is
+ * dropped. */
+Test(oauth, pending_only_applies_leftover_tokens_and_never_asks)
+{
+    char *id = add_conn("gohighlevel", "oauth", "ghl-live", "ghl-rt-a", 3600,
+                        NULL);
+    sb_grant("gohighlevel", id, "ghl-rt-a", NULL);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct oflow_env e = env();
+        e.after_pending = die_now;
+        e.timeout_ms = 2000;
+        e.lock_ttl_ms = e.timeout_ms + 1000;
+        struct oflow_opts o = opts();
+        o.force = true;
+        struct oflow_result res;
+        run(&e, id, &o, &res);
+        _exit(1);
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 42, "status %d", st);
+    struct sbg g = sb_state(id);
+    cr_assert_eq(g.requests, 1);
+    cr_expect_str_eq(stored(id).refresh, "ghl-rt-a");
+
+    /* An ordinary refresh would find the row valid for an hour and stop
+     * before looking at the record. */
+    struct oflow_env e = env();
+    e.lock_ttl_ms = e.timeout_ms + 1000;
+    struct oflow_opts o = opts();
+    struct oflow_result res;
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH, "%s", res.message);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 1);
+
+    o.pending_only = true;
+    o.stale_expires_ms = -1;
+    run(&e, id, &o, &res);
+    cr_assert_eq(res.status, OFLOW_FRESH, "%s: %s",
+                 oflow_status_name(res.status), res.message);
+    cr_expect(res.applied_pending, "%s", res.message);
+    cr_expect(res.waited, "the dead refresher's lock was waited out");
+    cr_expect_eq(res.token_requests, 0);
+    cr_expect_str_eq(res.agent_id, agent);
+    cr_expect_str_eq(res.provider, "gohighlevel");
+    struct stored s = stored(id);
+    cr_expect_str_eq(s.access, g.access);
+    cr_expect_str_eq(s.refresh, g.refresh);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 0);
+    cr_expect_eq(redis_exists(OFLOW_LOCK_PREFIX, id), 0);
+
+    /* Nothing left: another sweep changes nothing and asks nothing. */
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(sb_state(id).requests, 1);
+    cr_expect_eq(sb_state(id).stale, 0);
+    cr_expect_str_eq(stored(id).access, g.access);
+
+    /* A record of a connection that no longer exists is dropped. */
+    const char *p[] = {id};
+    PQclear(tpg_query(&db, "DELETE FROM integration_connections "
+                           "WHERE id = $1", 1, p));
+    char *a = seal("orphan-access");
+    char *doc = xasprintf("{\"v\":1,\"access_token\":\"%s\","
+                          "\"expires_at_ms\":%lld,\"base_access\":\"x\","
+                          "\"at_ms\":1}",
+                          a, (long long)(cs_now_ms() + 3600000));
+    freeReplyObject(redisCommand(rc, "SET %s{%s} %s", OFLOW_PENDING_PREFIX,
+                                 id, doc));
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH, "%s", res.message);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 0);
+    cr_expect_eq(res.token_requests, 0);
+    free(doc);
+    free(a);
+    free(id);
+}
+
 Test(oauth, stale_pending_record_is_discarded)
 {
     char *id = add_conn("hubspot", "oauth", "hs-access", "hs-rt-9", -5, NULL);
