@@ -37,6 +37,7 @@ static void conn_free(struct wconn *c)
     free(c->id);
     free(c->type);
     free(c->status);
+    free(c->auth_type);
     json_decref(c->config);
     for (size_t i = 0; i < CS_ARRAY_LEN(c->owned); i++) {
         if (c->owned[i]) {
@@ -103,6 +104,10 @@ static void on_loaded(int rc, const PGresult *r, void *arg)
         c->owned[2] = open_col(w, r, 6, ld->id);
         c->owned[3] = open_col(w, r, 7, ld->id);
         c->owned[4] = open_col(w, r, 8, ld->id);
+        c->auth_type = xstrdup(PQgetvalue(r, 0, 9));
+        c->expires_ms = PQgetisnull(r, 0, 10)
+                            ? 0
+                            : strtoll(PQgetvalue(r, 0, 10), NULL, 10);
         c->creds.access_token = c->owned[0];
         c->creds.api_key = c->owned[1];
         c->creds.api_secret = c->owned[2];
@@ -178,7 +183,9 @@ void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg)
     pga_query(w->pg,
               "SELECT integration_type, connection_status, is_active, "
               "config::text, access_token, api_key, api_secret, webhook_url, "
-              "instance_url FROM integration_connections WHERE id = $1::uuid",
+              "instance_url, auth_type, "
+              "(extract(epoch FROM token_expires_at) * 1000)::bigint "
+              "FROM integration_connections WHERE id = $1::uuid",
               1, params, on_loaded, ld);
 }
 
@@ -187,6 +194,21 @@ void wconn_invalidate_all(struct wrk *w)
     for (struct wconn_slot *s = w->conns; s; s = s->next)
         if (!s->loading)
             s->loaded_ms = 0;
+}
+
+void wconn_invalidate(struct wrk *w, const char *id)
+{
+    struct wconn_slot *s = find_slot(w, id);
+    if (s && !s->loading)
+        s->loaded_ms = 0;
+}
+
+bool wconn_refreshable(const struct wconn *c)
+{
+    return c && c->auth_type &&
+           (strcmp(c->auth_type, "oauth") == 0 ||
+            strcmp(c->auth_type, "jwt") == 0) &&
+           oauth_provider_for_type(c->type) >= 0;
 }
 
 /* Retell places outbound calls with the fleet's Retell API key (the same
