@@ -1181,6 +1181,82 @@ static void step_once(struct oflow *f, PGconn *pg, redisContext *r,
     }
 }
 
+/* HubSpot's API in the sandbox accepts the access tokens its token
+ * endpoint issued, counts the calls made with them, and refuses them
+ * once expired or revoked, in HubSpot's words. */
+static int hs_call(const char *token, struct it_resp *out)
+{
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET /hubspot/crm/v3/objects/contacts/1 HTTP/1.1\r\n"
+                     "Host: t\r\nAuthorization: Bearer %s\r\n\r\n",
+                     token);
+    cr_assert(it_raw(sb_port, req, (size_t)n, out));
+    return out->status;
+}
+
+Test(oauth, sandbox_hubspot_accepts_issued_tokens_until_they_expire)
+{
+    const char *conn = "9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001";
+    const char *grant = "{\"provider\":\"hubspot\",\"connection\":"
+                        "\"9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001\","
+                        "\"refresh_token\":\"hs-rt-api\",\"access_token\":"
+                        "\"hs-at-seed\",\"expires_in\":1}";
+    struct it_resp r = it_post(sb_port, "/_sandbox/oauth/grants", NULL, grant,
+                               strlen(grant));
+    cr_assert_eq(r.status, 201, "%.*s", (int)r.body_len, r.body);
+    /* 404: authorised, no such contact. */
+    cr_expect_eq(hs_call("hs-at-seed", &r), 404, "%.*s", (int)r.body_len,
+                 r.body);
+    struct sbg g = sb_state(conn);
+    cr_expect_str_eq(g.access, "hs-at-seed");
+    usleep(1100 * 1000);
+    cr_expect_eq(hs_call("hs-at-seed", &r), 401);
+    cr_expect(memmem(r.body, r.body_len, "EXPIRED_AUTHENTICATION", 22),
+              "%.*s", (int)r.body_len, r.body);
+    cr_expect(memmem(r.body, r.body_len, "expired 0 minute(s) ago", 23),
+              "%.*s", (int)r.body_len, r.body);
+
+    /* A refreshed token works and is counted as the latest. */
+    char *url = xasprintf("POST /oauth/hubspot/oauth/v3/token HTTP/1.1\r\n"
+                          "Host: t\r\nContent-Type: application/x-www-form-"
+                          "urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+                          strlen("grant_type=refresh_token&client_id=hs-client&"
+                                 "client_secret=hs-secret&refresh_token=hs-rt-"
+                                 "api"),
+                          "grant_type=refresh_token&client_id=hs-client&"
+                          "client_secret=hs-secret&refresh_token=hs-rt-api");
+    cr_assert(it_raw(sb_port, url, strlen(url), &r));
+    free(url);
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.body_len, r.body);
+    g = sb_state(conn);
+    cr_assert_str_neq(g.access, "hs-at-seed");
+    cr_expect_eq(hs_call(g.access, &r), 404);
+    cr_expect_eq(hs_call(g.access, &r), 404);
+    r = it_get(sb_port, "/_sandbox/oauth/grants?connection="
+                        "9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001");
+    json_t *j = sb_json(&r);
+    cr_expect_eq(json_integer_value(json_object_get(j, "api_requests")), 3);
+    cr_expect_eq(
+        json_integer_value(json_object_get(j, "api_requests_latest")), 2);
+    json_decref(j);
+
+    /* Revoked: the unexpired token is refused too. */
+    const char *rv = "{\"connection\":\"9b1c43f5-31c1-4d0e-9d39-"
+                     "1a43a3f1c001\"}";
+    r = it_post(sb_port, "/_sandbox/oauth/revoke", NULL, rv, strlen(rv));
+    cr_assert_eq(r.status, 200);
+    cr_expect_eq(hs_call(g.access, &r), 401);
+    cr_expect(memmem(r.body, r.body_len, "INVALID_AUTHENTICATION", 22),
+              "%.*s", (int)r.body_len, r.body);
+
+    /* expires_in needs an access token. */
+    const char *bad = "{\"provider\":\"hubspot\",\"connection\":\"c\","
+                      "\"refresh_token\":\"x\",\"expires_in\":5}";
+    r = it_post(sb_port, "/_sandbox/oauth/grants", NULL, bad, strlen(bad));
+    cr_expect_eq(r.status, 400);
+}
+
 Test(oauth, two_refreshes_interleaved_in_one_thread)
 {
     char *id = add_conn("gohighlevel", "oauth", "ghl-a", "ghl-rt-i", -5, NULL);

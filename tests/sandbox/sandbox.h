@@ -219,6 +219,17 @@ void oauth_control(struct sb *s, const struct sb_req *rq,
                    struct sb_resp *out);
 json_t *oauth_error_body(int status);
 
+enum sb_access {
+    SB_ACCESS_UNKNOWN,  /* not a token the endpoints issued */
+    SB_ACCESS_OK,       /* issued, unexpired: counted as an API request */
+    SB_ACCESS_EXPIRED,  /* issued, past its expires_in (*expired_ago_ms) */
+    SB_ACCESS_REVOKED,  /* its grant was revoked */
+};
+/* Whether access token at was issued to a grant of provider ("hubspot")
+ * and may still be used. */
+enum sb_access oauth_access(struct sb *s, const char *provider,
+                            const char *at, int64_t *expired_ago_ms);
+
 const char *sb_reason(int status);
 
 #endif
