@@ -18,6 +18,8 @@
  *   - invalid_grant: the connection expires with a last_error, its jobs
  *     are parked and none is dead; after a reconnect the scheduler's
  *     replay finishes them
+ *   - the token endpoint failing (503): jobs wait without using an
+ *     attempt, and the backoff keeps the requests to one per failure
  */
 #include "e2e_support.h"
 #include "oauth_flow.h"
@@ -244,12 +246,12 @@ static struct row stored(const char *id)
     return s;
 }
 
-/* HubSpot's answers with this status (-1: any) since since_ms. */
-static int hubspot_answers(int status, int64_t since_ms)
+/* A provider's answers with this status (-1: any) since since_ms. */
+static int answers(const char *provider, int status, int64_t since_ms)
 {
     char path[96];
     snprintf(path, sizeof(path),
-             "/_sandbox/requests?provider=hubspot&since_ms=%lld",
+             "/_sandbox/requests?provider=%s&since_ms=%lld", provider,
              (long long)since_ms);
     struct it_resp r = it_get(sandbox_port, path);
     cr_assert_eq(r.status, 200);
@@ -266,6 +268,11 @@ static int hubspot_answers(int status, int64_t since_ms)
     }
     json_decref(j);
     return n;
+}
+
+static int hubspot_answers(int status, int64_t since_ms)
+{
+    return answers("hubspot", status, since_ms);
 }
 
 /* ---- Metrics ----------------------------------------------------------- */
@@ -398,6 +405,7 @@ Test(oauth_fleet, fifty_401s_on_two_workers_and_the_scheduler_one_request)
 
     struct sbg g = sb_state(conn_id);
     cr_expect_eq(g.requests, 1, "token requests: %lld", g.requests);
+    cr_expect_eq(answers("oauth", -1, t0), 1);
     cr_expect_eq(g.stale, 0);
     cr_expect_eq(g.refused, 0);
     struct row s = stored(conn_id);
@@ -624,4 +632,64 @@ Test(oauth_fleet, invalid_grant_parks_jobs_until_reconnect_then_replays)
     cr_expect_geq(metric(sched_port[0], "callsync_scheduler_parked_replayed_"
                                         "total{reason=\"connected\"}"),
                   10);
+}
+
+/* ---- (e) The token endpoint down for a while --------------------------- */
+
+static long long hget_ll(const char *key, const char *field)
+{
+    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
+    cr_assert(r);
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+Test(oauth_fleet, token_endpoint_failures_defer_jobs_without_attempts)
+{
+    conn_id = add_oauth_conn("hubspot", "hs-at-never-issued-e", "hs-rt-e",
+                             3600, "{\"rate_limit\":\"5000/1s\"}");
+    grant("hubspot", conn_id, "hs-rt-e", NULL, 0);
+    /* The first two token requests fail with 503. */
+    set_faults("[{\"provider\":\"oauth\",\"status\":503,\"count\":2}]");
+    start_ingest();
+    start_oauth_worker(0, 16);
+    worker_port[1] = it_free_port(); /* no second worker: metric() -1 */
+    post_calls(0, 5);
+    want = 5;
+    wait_until(all_noted, 30000, "5 notes");
+    /* Two failures, then one success: the backoff kept every other job
+     * from asking again. */
+    cr_expect_eq(answers("oauth", 503, 0), 2);
+    cr_expect_eq(answers("oauth", -1, 0), 3);
+    cr_expect_eq(metric(worker_port[0],
+                        "callsync_worker_oauth_token_requests_total"),
+                 3);
+    cr_expect_eq(stored(conn_id).status[0], 'c');
+    cr_expect_eq(metric(worker_port[0], "callsync_worker_oauth_refreshes_"
+                                        "total{outcome=\"transient\"}"),
+                 2);
+    cr_expect_eq(metric(worker_port[0], "callsync_worker_oauth_refreshes_"
+                                        "total{outcome=\"refreshed\"}"),
+                 1);
+    cr_expect_eq(metric(worker_port[0], "callsync_worker_jobs_total{"
+                                        "provider=\"hubspot\",outcome="
+                                        "\"retried\"}"),
+                 0, "an attempt was counted");
+    cr_expect_geq(metric(worker_port[0], "callsync_worker_jobs_total{"
+                                         "provider=\"hubspot\",outcome="
+                                         "\"deferred\"}"),
+                  5);
+    cr_expect_eq(records("hubspot", "contacts"), 5);
+    cr_expect_eq(records("hubspot", "notes"), 5);
+    cr_expect_eq(dead_count(), 0);
+    expect_jobs_done(5);
+    /* The job documents still say attempt 0. */
+    redisReply *hashes = redisCommand(rc, "KEYS cs:{0}:job:*");
+    cr_assert(hashes && hashes->type == REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < hashes->elements; i++)
+        cr_expect_eq(hget_ll(hashes->element[i]->str, "attempt"), 0, "%s",
+                     hashes->element[i]->str);
+    freeReplyObject(hashes);
 }
