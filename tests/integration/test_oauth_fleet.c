@@ -20,6 +20,9 @@
  *     replay finishes them
  *   - the token endpoint failing (503): jobs wait without using an
  *     attempt, and the backoff keeps the requests to one per failure
+ *   - stopping with a refresh in flight: a worker hands its job back
+ *     within its grace period; a scheduler waits for the token answer
+ *     and stores it
  */
 #include "e2e_support.h"
 #include "oauth_flow.h"
@@ -36,6 +39,7 @@ static pid_t worker_b_pid;
 static int worker_port[2];
 static char *conn_id;
 static char oauth_clients[200], oauth_bases[300];
+static int worker_oauth_timeout_ms = 3000;
 
 /* ---- Processes --------------------------------------------------------- */
 
@@ -71,6 +75,7 @@ static void teardown(void)
         }
     }
     e2e_teardown();
+    worker_oauth_timeout_ms = 3000;
     free(conn_id);
     conn_id = NULL;
 }
@@ -78,14 +83,16 @@ static void teardown(void)
 /* A worker with the OAuth settings and its own /metrics port. */
 static void start_oauth_worker(int i, int inflight)
 {
-    char metrics[64];
+    char metrics[64], timeout[64];
     worker_port[i] = it_free_port();
+    snprintf(timeout, sizeof(timeout), "CALLSYNC_OAUTH_TIMEOUT_MS=%d",
+             worker_oauth_timeout_ms);
     snprintf(metrics, sizeof(metrics),
              "CALLSYNC_WORKER_METRICS_ADDR=127.0.0.1:%d", worker_port[i]);
     worker_env_extra[0] = oauth_clients;
     worker_env_extra[1] = oauth_bases;
     worker_env_extra[2] = metrics;
-    worker_env_extra[3] = "CALLSYNC_OAUTH_TIMEOUT_MS=3000";
+    worker_env_extra[3] = timeout;
     pid_t before = worker_pid;
     start_worker(inflight);
     memset(worker_env_extra, 0, sizeof(worker_env_extra));
@@ -692,4 +699,73 @@ Test(oauth_fleet, token_endpoint_failures_defer_jobs_without_attempts)
         cr_expect_eq(hget_ll(hashes->element[i]->str, "attempt"), 0, "%s",
                      hashes->element[i]->str);
     freeReplyObject(hashes);
+}
+
+/* ---- (f) Stopping with refreshes in flight ------------------------------ */
+
+static bool one_401(void)
+{
+    return hubspot_answers(401, 0) >= 1;
+}
+
+/* A worker stopped while its token request hangs exits 0 within its grace
+ * period (3 s, shorter than the request's 10 s timeout); the job is handed
+ * back and the next worker finishes it once the abandoned refresh's lock
+ * (20 s) has run out. */
+Test(oauth_fleet, worker_stopped_during_a_token_request_hands_the_job_back)
+{
+    worker_oauth_timeout_ms = 10000;
+    conn_id = add_oauth_conn("hubspot", "hs-at-never-issued-f", "hs-rt-f",
+                             3600, "{\"rate_limit\":\"5000/1s\"}");
+    grant("hubspot", conn_id, "hs-rt-f", NULL, 0);
+    set_faults("[{\"provider\":\"oauth\",\"hang\":true,\"hang_ms\":20000,"
+               "\"count\":1}]");
+    start_ingest();
+    start_oauth_worker(0, 16);
+    post_calls(0, 1);
+    wait_until(one_401, 15000, "the 401");
+    usleep(300 * 1000);
+    int64_t t = cs_mono_ms();
+    cr_expect_eq(it_stop(worker_pid, SIGTERM, 15000), 0,
+                 "the worker must exit 0 on SIGTERM");
+    worker_pid = 0;
+    cr_expect_lt(cs_mono_ms() - t, 6000, "the grace period is 3 s");
+    cr_expect_eq(records("hubspot", "notes"), 0);
+    set_faults("[]");
+    start_oauth_worker(0, 16);
+    want = 1;
+    wait_until(all_noted, 60000, "the note");
+    struct sbg g = sb_state(conn_id);
+    cr_expect_eq(g.requests, 1);
+    cr_expect_eq(records("hubspot", "contacts"), 1);
+    cr_expect_eq(dead_count(), 0);
+    expect_jobs_done(1);
+}
+
+static bool token_asked(void)
+{
+    return sb_state(conn_id).requests >= 1;
+}
+
+/* A scheduler stopped while its token request is out waits for the
+ * answer and stores it before it exits. */
+Test(oauth_fleet, scheduler_stopped_during_a_refresh_stores_it_first)
+{
+    conn_id = add_oauth_conn("gohighlevel", "ghl-at-g", "ghl-rt-g", 60, "{}");
+    grant("gohighlevel", conn_id, "ghl-rt-g", NULL, 0);
+    set_faults("[{\"provider\":\"oauth\",\"latency_ms\":1200}]");
+    start_scheduler(0, 200);
+    wait_until(token_asked, 15000, "the token request");
+    int64_t t = cs_mono_ms();
+    cr_expect_eq(it_stop(sched_pid[0], SIGTERM, 15000), 0);
+    sched_pid[0] = 0;
+    cr_expect_geq(cs_mono_ms() - t, 500, "it did not wait for the answer");
+    struct sbg g = sb_state(conn_id);
+    struct row s = stored(conn_id);
+    cr_expect_eq(g.requests, 1);
+    cr_expect_str_eq(s.access, g.access);
+    cr_expect_str_eq(s.refresh, g.refresh, "the rotated token was lost");
+    char key[128];
+    snprintf(key, sizeof(key), "%s{%s}", OFLOW_PENDING_PREFIX, conn_id);
+    cr_expect_eq(rint_("EXISTS %s", key), 0);
 }
