@@ -22,6 +22,7 @@ struct wconn_slot {
     struct wconn *conn;        /* NULL while loading or when not found */
     bool loading;
     bool missing;
+    unsigned gen;              /* bumped by every invalidation */
     int64_t loaded_ms;
     struct wconn_wait *waits;
     struct wconn_slot *next;
@@ -30,7 +31,10 @@ struct wconn_slot {
 struct load {
     struct wrk *w;
     char *id;
+    unsigned gen;              /* the slot's generation when it started */
 };
+
+static void start_load(struct wrk *w, struct wconn_slot *s);
 
 static void conn_free(struct wconn *c)
 {
@@ -85,6 +89,15 @@ static void on_loaded(int rc, const PGresult *r, void *arg)
     struct load *ld = arg;
     struct wrk *w = ld->w;
     struct wconn_slot *s = find_slot(w, ld->id);
+    if (s && rc == 0 && ld->gen != s->gen) {
+        /* Invalidated while the query ran (a token was refreshed, the
+         * connection changed): the answer may predate the change, so
+         * the waiters get a fresh one. */
+        free(ld->id);
+        free(ld);
+        start_load(w, s);
+        return;
+    }
     struct wconn *c = NULL;
     int result = rc ? CS_EIO : 0;
     if (!rc && r && PQntuples(r) == 1) {
@@ -175,11 +188,17 @@ void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg)
         wconn_put(w, s->conn);
         s->conn = NULL;
     }
+    start_load(w, s);
+}
+
+static void start_load(struct wrk *w, struct wconn_slot *s)
+{
     s->loading = true;
     struct load *ld = xmalloc(sizeof(*ld));
     ld->w = w;
-    ld->id = xstrdup(id);
-    const char *params[] = {id};
+    ld->id = xstrdup(s->id);
+    ld->gen = s->gen;
+    const char *params[] = {s->id};
     pga_query(w->pg,
               "SELECT integration_type, connection_status, is_active, "
               "config::text, access_token, api_key, api_secret, webhook_url, "
@@ -191,16 +210,19 @@ void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg)
 
 void wconn_invalidate_all(struct wrk *w)
 {
-    for (struct wconn_slot *s = w->conns; s; s = s->next)
-        if (!s->loading)
-            s->loaded_ms = 0;
+    for (struct wconn_slot *s = w->conns; s; s = s->next) {
+        s->gen++;
+        s->loaded_ms = 0;
+    }
 }
 
 void wconn_invalidate(struct wrk *w, const char *id)
 {
     struct wconn_slot *s = find_slot(w, id);
-    if (s && !s->loading)
+    if (s) {
+        s->gen++;
         s->loaded_ms = 0;
+    }
 }
 
 bool wconn_refreshable(const struct wconn *c)
