@@ -734,7 +734,31 @@ Test(oauth_fleet, worker_stopped_during_a_token_request_hands_the_job_back)
     set_faults("[]");
     start_oauth_worker(0, 16);
     want = 1;
-    wait_until(all_noted, 60000, "the note");
+    int64_t end = cs_mono_ms() + 60000;
+    while (!all_noted() && cs_mono_ms() < end)
+        usleep(50000);
+    if (!all_noted()) {
+        /* Say where the job is before failing. */
+        redisReply *k = redisCommand(rc, "KEYS cs:{0}:job:*");
+        char *state = NULL;
+        if (k && k->type == REDIS_REPLY_ARRAY && k->elements == 1) {
+            redisReply *h = redisCommand(rc, "HGET %s state",
+                                         k->element[0]->str);
+            if (h && h->type == REDIS_REPLY_STRING)
+                state = xstrdup(h->str);
+            freeReplyObject(h);
+        }
+        freeReplyObject(k);
+        struct sbg g = sb_state(conn_id);
+        cr_assert_fail("the note did not come: job %s, parked %lld, delayed "
+                       "%lld, queued %lld, connection %s, token requests "
+                       "%lld, HubSpot 401s %d",
+                       state ? state : "?", parked_count(),
+                       rint_("ZCARD %s", "cs:{0}:delayed"),
+                       rint_("XLEN %s", "cs:{0}:q:hubspot"),
+                       stored(conn_id).status, g.requests,
+                       hubspot_answers(401, 0));
+    }
     struct sbg g = sb_state(conn_id);
     cr_expect_eq(g.requests, 1);
     cr_expect_eq(records("hubspot", "contacts"), 1);
