@@ -4,7 +4,8 @@
  * more: one leads through the lease (lease.c) and does the periodic work
  * (tick.c); the others stand by and take over within the lease time when
  * it dies, or at once when it stops. SIGTERM or SIGINT: stop the work,
- * release the lease if held, exit 0.
+ * release the lease if held, let token refreshes in flight end (a token
+ * answer dropped halfway may carry the only valid refresh token), exit 0.
  */
 #include "sched.h"
 #include "dur.h"
@@ -17,7 +18,8 @@
 #include <string.h>
 
 #define RECONNECT_S 0.5
-#define STOP_GRACE_S 3.0
+#define STOP_GRACE_S 3
+#define STOP_POLL_S 0.05
 #define PG_TIMEOUT_MS 5000
 
 /* ---- Redis -------------------------------------------------------------- */
@@ -127,17 +129,37 @@ static bool ready(json_t *body, void *arg)
 
 /* ---- Stop ---------------------------------------------------------------- */
 
+/* Exit once the lease is given back (or that gave up) and the token
+ * refreshes in flight have ended (or their time is up). */
+static void maybe_exit(struct sch *s)
+{
+    int64_t waited = cs_mono_ms() - s->stop_started;
+    if (!s->released) {
+        if (waited < STOP_GRACE_S * 1000)
+            return;
+        log_warn("lease_release_timed_out");
+        s->released = true;
+    }
+    if (sch_refresh_busy(s)) {
+        if (waited < s->cfg->oauth_timeout_ms + STOP_GRACE_S * 1000)
+            return;
+        log_warn("oauth_refresh_abandoned",
+                 LOG_S("msg", "a token request did not end in time"));
+    }
+    ev_break(s->loop, EVBREAK_ALL);
+}
+
 static void on_released(struct sch *s)
 {
-    ev_break(s->loop, EVBREAK_ALL);
+    s->released = true;
+    maybe_exit(s);
 }
 
 static void on_stop_timer(EV_P_ ev_timer *t, int revents)
 {
-    CS_UNUSED(t);
+    CS_UNUSED(loop);
     CS_UNUSED(revents);
-    log_warn("lease_release_timed_out");
-    ev_break(EV_A_ EVBREAK_ALL);
+    maybe_exit(t->data);
 }
 
 static void on_signal(EV_P_ ev_signal *w, int revents)
@@ -149,8 +171,9 @@ static void on_signal(EV_P_ ev_signal *w, int revents)
     log_info("scheduler_stopping", LOG_I("signal", w->signum),
              LOG_I("leader", sch_is_leader(s)));
     s->stopping = true;
+    s->stop_started = cs_mono_ms();
     sch_tick_stop(s);
-    ev_timer_init(&s->stop_timer, on_stop_timer, STOP_GRACE_S, 0.0);
+    ev_timer_init(&s->stop_timer, on_stop_timer, STOP_POLL_S, STOP_POLL_S);
     s->stop_timer.data = s;
     ev_timer_start(EV_A_ & s->stop_timer);
     sch_lease_release(s, on_released);
@@ -193,6 +216,8 @@ static int start(struct sch *s, struct cs_err *err)
                               herr.msg);
     }
     s->pg = pga_new(s->loop, cfg->database_url, PG_TIMEOUT_MS);
+    if (sch_refresh_start(s, err))
+        return CS_EINVAL;
     ev_init(&s->reconnect, on_reconnect);
     s->reconnect.data = s;
     sch_lease_start(s);
@@ -214,6 +239,7 @@ static int start(struct sch *s, struct cs_err *err)
 
 static void stop(struct sch *s)
 {
+    sch_refresh_stop(s);
     sch_tick_stop(s);
     sch_lease_stop(s);
     ev_timer_stop(s->loop, &s->reconnect);

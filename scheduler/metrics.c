@@ -3,6 +3,7 @@
  * counters live in struct sch_metrics and are only touched by the loop.
  */
 #include "sched.h"
+#include "oauth_ev.h"
 
 static const double buckets[SCH_TICK_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
@@ -94,6 +95,13 @@ int sch_metrics_render(struct buf *b, void *arg)
         (unsigned long long)m->trimmed_dead_age,
         (unsigned long long)m->trimmed_dead_count,
         (unsigned long long)m->trimmed_sync_logs);
+    rc |= counter(b, "callsync_scheduler_oauth_due_total",
+                  "Connections found with a token expiring within "
+                  "CALLSYNC_OAUTH_REFRESH_MARGIN_S (each is then "
+                  "refreshed, or skipped while in backoff).",
+                  m->oauth_due);
+    if (s->oauth)
+        rc |= oev_metrics_render(s->oauth, b, "callsync_scheduler");
     rc |= counter(b, "callsync_scheduler_ticks_skipped_total",
                   "Ticks skipped because the previous one was still "
                   "waiting for replies.",

@@ -9,6 +9,7 @@
 #define CS_SCHED_H
 
 #include "cfg.h"
+#include "crypto.h"
 #include "mhttp.h"
 #include "pga.h"
 #include "rq.h"
@@ -30,6 +31,7 @@ struct sch_metrics {
     uint64_t trimmed_dead_age;
     uint64_t trimmed_dead_count;
     uint64_t trimmed_sync_logs;
+    uint64_t oauth_due;            /* connections found due for refresh */
     uint64_t lease_acquired;
     uint64_t lease_lost;
     uint64_t ticks;
@@ -49,6 +51,7 @@ struct sch_shard {
 };
 
 struct sch;
+struct sch_refresh_item;
 typedef void sch_release_cb(struct sch *s);
 
 struct sch {
@@ -63,6 +66,8 @@ struct sch {
     ev_signal sigterm, sigint;
     ev_timer stop_timer;
     bool stopping;
+    bool released;                 /* the lease is given back (or gave up) */
+    int64_t stop_started;          /* mono ms of SIGTERM */
 
     /* Lease (lease.c). */
     char token[96];                /* ours; changes after every loss */
@@ -83,6 +88,21 @@ struct sch {
     int64_t dead_age_ms, sync_log_age_ms;
     struct sch_shard *shards;
     size_t nshards;
+
+    /* OAuth refresh ahead of expiry (refresh.c); NULL oauth: disabled. */
+    struct cs_keyring *kr;
+    struct httpc *oauth_http;
+    struct oev *oauth;
+    char *oauth_types;             /* "{hubspot,...}" for the due query */
+    int64_t last_refresh, last_pending_scan;
+    long long refresh_fence;       /* the lease of the last pending scan */
+    bool refresh_selecting;        /* the due query is out */
+    bool refresh_more;             /* the last page was full */
+    bool refresh_progress;         /* this round ran a refresh */
+    bool pending_scanning;
+    char pending_cursor[32];
+    struct sch_refresh_item *rq_head, *rq_tail;
+    int refreshing;                /* refreshes started here running */
 
     struct sch_metrics m;
 };
@@ -105,6 +125,16 @@ void sch_lease_stop(struct sch *s);
 /* tick.c */
 void sch_tick_start(struct sch *s);
 void sch_tick_stop(struct sch *s);
+
+/* refresh.c */
+int sch_refresh_start(struct sch *s, struct cs_err *err);
+/* On every tick the leader runs: start what is due. */
+void sch_refresh_tick(struct sch *s, int64_t now);
+/* Refreshes are running (a stop waits for them: a token answer that is
+ * dropped may take the only valid refresh token with it). */
+bool sch_refresh_busy(const struct sch *s);
+/* Cancel what is left; before Redis, PostgreSQL and HTTP are freed. */
+void sch_refresh_stop(struct sch *s);
 
 /* metrics.c */
 int sch_metrics_render(struct buf *b, void *arg);

@@ -9,6 +9,8 @@
  *              the reason), in bounded batches
  *   retention  dead letters by age and count, sync logs by age, in
  *              batches, each trimmed item counted and logged
+ *   refresh    OAuth tokens about to expire, and tokens that refreshers
+ *              which died left in Redis (refresh.c)
  *
  * A tick issues its commands and is over when every reply is in; the next
  * tick is skipped while one is still running, so work never piles up
@@ -491,12 +493,14 @@ static void on_tick(EV_P_ ev_timer *t, int revents)
         retention(s);
     }
     /*
-     * OAuth token refresh (shared/oauth.h) belongs here: leader only,
-     * for connections whose token_expires_at is near (the partial index
-     * integration_connections_expiry_idx serves that scan), passing
-     * s->fence with every write so that a deposed leader's late refresh
-     * cannot overwrite a newer token.
+     * OAuth tokens due within the margin, and write-ahead records of
+     * refreshers that died (refresh.c). Their refreshes outlive the tick
+     * (a token request can take CALLSYNC_OAUTH_TIMEOUT_MS), so they are
+     * not counted in tick_ops. No fencing token guards their writes: the
+     * connection's lock and the UPDATE's compare on the replaced tokens
+     * order them against every refresher, leader or not (refresh.c).
      */
+    sch_refresh_tick(s, now);
     op_end(s);
 }
 

@@ -184,6 +184,11 @@ static const struct cfg_row rows[] = {
     I("scheduler_retention_batch", "CALLSYNC_SCHEDULER_RETENTION_BATCH",
       scheduler_retention_batch, "1000", 1, 100000,
       "dead letters or sync-log rows removed per statement"),
+    I("scheduler_refresh_interval_ms",
+      "CALLSYNC_SCHEDULER_REFRESH_INTERVAL_MS", scheduler_refresh_interval_ms,
+      "30000", 100, 3600000,
+      "how often the leader looks for OAuth tokens expiring within "
+      "CALLSYNC_OAUTH_REFRESH_MARGIN_S and refreshes them"),
     S("dead_retention", "CALLSYNC_DEAD_RETENTION", dead_retention, "30d",
       false, "dead letters older than this are trimmed and counted (250ms, "
              "2s, 20m, 1h, 7d); 0: no age limit"),

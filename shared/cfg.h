@@ -71,6 +71,7 @@ struct cfg {
     int scheduler_forget_consumers_ms;
     int scheduler_retention_interval_ms;
     int scheduler_retention_batch;
+    int scheduler_refresh_interval_ms;
     char *dead_retention;        /* duration ("30d"); "0": no age limit */
     int dead_max;                /* per shard; 0: no count limit */
     char *sync_log_retention;    /* duration ("90d"); "0": keep forever */

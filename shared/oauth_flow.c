@@ -652,9 +652,31 @@ static void fresh_message(struct oflow *f)
                              : "");
 }
 
+/* pending_only: the record (if any) has been dealt with; stop. */
+static void pending_only_done(struct oflow *f)
+{
+    const struct row *r = &f->row;
+    snprintf(f->res.agent_id, sizeof(f->res.agent_id), "%s",
+             r->agent ? r->agent : "");
+    f->res.expires_at_ms = r->has_expiry ? r->expires_ms : 0;
+    int p = r->found ? oauth_provider_for_type(r->type) : -1;
+    if (p >= 0)
+        snprintf(f->res.provider, sizeof(f->res.provider), "%s",
+                 oauth_provider_name(p));
+    snprintf(f->res.message, sizeof(f->res.message), "%s",
+             f->res.applied_pending
+                 ? "the tokens of an interrupted refresh were applied"
+                 : "no tokens of an interrupted refresh to apply");
+    finish(f, OFLOW_FRESH);
+}
+
 /* The row was read under the lock: done, or ask the provider. */
 static void decide(struct oflow *f)
 {
+    if (f->opts.pending_only) {
+        pending_only_done(f);
+        return;
+    }
     if (!check_row(f))
         return;
     if (is_fresh(f)) {
@@ -840,6 +862,12 @@ void oflow_sql_done(struct oflow *f, const PGresult *r, const char *err)
             break;
         }
         row_load(&f->row, r);
+        if (f->opts.pending_only) {
+            /* Whatever the row says: a leftover record is applied or,
+             * when it no longer fits the row, dropped. */
+            go(f, ST_LOCK);
+            break;
+        }
         if (!check_row(f))
             break;
         if (is_fresh(f)) {

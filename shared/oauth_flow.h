@@ -94,6 +94,14 @@ struct oflow_opts {
                                   failed with 401, 0 if it had none, -1 if
                                   unknown: a row still holding that token
                                   is refreshed even if not yet expired */
+    bool pending_only;         /* only apply the pending record of an
+                                  interrupted refresh, if there is one,
+                                  under the lock; never ask the token
+                                  endpoint. Ends FRESH (applied_pending
+                                  says whether a record was applied) or
+                                  TRANSIENT; a record that no longer fits
+                                  the row (reconnected, disconnected,
+                                  removed) is dropped */
 };
 
 enum oflow_status {

@@ -22,6 +22,7 @@ struct wconn_slot {
     struct wconn *conn;        /* NULL while loading or when not found */
     bool loading;
     bool missing;
+    unsigned gen;              /* bumped by every invalidation */
     int64_t loaded_ms;
     struct wconn_wait *waits;
     struct wconn_slot *next;
@@ -30,13 +31,17 @@ struct wconn_slot {
 struct load {
     struct wrk *w;
     char *id;
+    unsigned gen;              /* the slot's generation when it started */
 };
+
+static void start_load(struct wrk *w, struct wconn_slot *s);
 
 static void conn_free(struct wconn *c)
 {
     free(c->id);
     free(c->type);
     free(c->status);
+    free(c->auth_type);
     json_decref(c->config);
     for (size_t i = 0; i < CS_ARRAY_LEN(c->owned); i++) {
         if (c->owned[i]) {
@@ -84,6 +89,15 @@ static void on_loaded(int rc, const PGresult *r, void *arg)
     struct load *ld = arg;
     struct wrk *w = ld->w;
     struct wconn_slot *s = find_slot(w, ld->id);
+    if (s && rc == 0 && ld->gen != s->gen) {
+        /* Invalidated while the query ran (a token was refreshed, the
+         * connection changed): the answer may predate the change, so
+         * the waiters get a fresh one. */
+        free(ld->id);
+        free(ld);
+        start_load(w, s);
+        return;
+    }
     struct wconn *c = NULL;
     int result = rc ? CS_EIO : 0;
     if (!rc && r && PQntuples(r) == 1) {
@@ -103,6 +117,10 @@ static void on_loaded(int rc, const PGresult *r, void *arg)
         c->owned[2] = open_col(w, r, 6, ld->id);
         c->owned[3] = open_col(w, r, 7, ld->id);
         c->owned[4] = open_col(w, r, 8, ld->id);
+        c->auth_type = xstrdup(PQgetvalue(r, 0, 9));
+        c->expires_ms = PQgetisnull(r, 0, 10)
+                            ? 0
+                            : strtoll(PQgetvalue(r, 0, 10), NULL, 10);
         c->creds.access_token = c->owned[0];
         c->creds.api_key = c->owned[1];
         c->creds.api_secret = c->owned[2];
@@ -170,23 +188,49 @@ void wconn_get(struct wrk *w, const char *id, wconn_cb *cb, void *arg)
         wconn_put(w, s->conn);
         s->conn = NULL;
     }
+    start_load(w, s);
+}
+
+static void start_load(struct wrk *w, struct wconn_slot *s)
+{
     s->loading = true;
     struct load *ld = xmalloc(sizeof(*ld));
     ld->w = w;
-    ld->id = xstrdup(id);
-    const char *params[] = {id};
+    ld->id = xstrdup(s->id);
+    ld->gen = s->gen;
+    const char *params[] = {s->id};
     pga_query(w->pg,
               "SELECT integration_type, connection_status, is_active, "
               "config::text, access_token, api_key, api_secret, webhook_url, "
-              "instance_url FROM integration_connections WHERE id = $1::uuid",
+              "instance_url, auth_type, "
+              "(extract(epoch FROM token_expires_at) * 1000)::bigint "
+              "FROM integration_connections WHERE id = $1::uuid",
               1, params, on_loaded, ld);
 }
 
 void wconn_invalidate_all(struct wrk *w)
 {
-    for (struct wconn_slot *s = w->conns; s; s = s->next)
-        if (!s->loading)
-            s->loaded_ms = 0;
+    for (struct wconn_slot *s = w->conns; s; s = s->next) {
+        s->gen++;
+        s->loaded_ms = 0;
+    }
+}
+
+void wconn_invalidate(struct wrk *w, const char *id)
+{
+    struct wconn_slot *s = find_slot(w, id);
+    if (s) {
+        s->gen++;
+        s->loaded_ms = 0;
+    }
+}
+
+bool wconn_refreshable(const struct wconn *c)
+{
+    return c && c->auth_type &&
+           (strcmp(c->auth_type, "oauth") == 0 ||
+            strcmp(c->auth_type, "jwt") == 0) &&
+           oauth_provider_for_type(c->type) >= 0;
 }
 
 /* Retell places outbound calls with the fleet's Retell API key (the same

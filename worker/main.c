@@ -587,6 +587,13 @@ static int provider_policy(const struct wrk *w, const char *provider,
     return 0;
 }
 
+/* The Redis connection token refreshes use: the commands connection. */
+static redisAsyncContext *oauth_redis(void *arg)
+{
+    struct wrk *w = arg;
+    return w->rc;
+}
+
 int wrk_start(struct wrk *w)
 {
     struct cs_err err = {0};
@@ -639,6 +646,23 @@ int wrk_start(struct wrk *w)
     };
     w->http = httpc_new(w->loop, &ho);
     w->pg = pga_new(w->loop, w->cfg->database_url, 5000);
+    struct oev_io oio = {
+        .loop = w->loop,
+        .redis = oauth_redis,
+        .redis_arg = w,
+        .pg = w->pg,
+        .http = w->http,
+    };
+    struct oflow_env oenv = {
+        .kr = w->kr,
+        .clients = w->cfg->oauth_clients,
+        .base_urls = w->cfg->oauth_base_urls,
+        .jwt_key_pem = w->cfg->salesforce_jwt_key[0]
+                           ? w->cfg->salesforce_jwt_key
+                           : NULL,
+        .timeout_ms = w->cfg->oauth_timeout_ms,
+    };
+    w->oauth = oev_new(&oio, &oenv);
     ev_init(&w->reconnect, on_reconnect);
     w->reconnect.data = w;
     redis_connect(w);
@@ -662,6 +686,11 @@ int wrk_start(struct wrk *w)
 void wrk_stop(struct wrk *w)
 {
     w->stopping = true; /* the disconnects that follow are ours */
+    /* First: jobs waiting for a refresh end here, and a refresh waiting
+     * for Redis, PostgreSQL or its token request is released when those
+     * are freed below. */
+    oev_free(w->oauth);
+    w->oauth = NULL;
     wrk_metrics_stop(w);
     ev_timer_stop(w->loop, &w->tick);
     ev_timer_stop(w->loop, &w->reconnect);

@@ -156,6 +156,8 @@ static int render(struct buf *b, void *arg)
                    "# TYPE callsync_worker_delayed_promoted_total counter\n"
                    "callsync_worker_delayed_promoted_total %llu\n",
                    ULL(w->inflight), ULL(w->n_promoted));
+    if (w->oauth)
+        rc |= oev_metrics_render(w->oauth, b, "callsync_worker");
     return rc ? CS_E2BIG : 0;
 }
 

@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "httpc.h"
 #include "mhttp.h"
+#include "oauth_ev.h"
 #include "pga.h"
 #include "prov.h"
 #include "rq.h"
@@ -48,7 +49,9 @@ struct wconn {
     char *id;
     char *type;
     char *status;
+    char *auth_type;           /* "oauth", "jwt", "api_key", ... */
     bool active;
+    int64_t expires_ms;        /* token_expires_at in ms, 0 when none */
     json_t *config;
     struct prov_creds creds;   /* opened secrets */
     char *owned[5];            /* the strings creds points into */
@@ -70,6 +73,11 @@ void wconn_put(struct wrk *w, struct wconn *c);
  * configured. */
 struct wconn *wconn_fleet(struct wrk *w, const char *provider);
 void wconn_invalidate_all(struct wrk *w);
+/* Drop one connection from the cache (its tokens were refreshed). */
+void wconn_invalidate(struct wrk *w, const char *id);
+/* Its tokens come from an OAuth grant (or Salesforce's JWT bearer flow)
+ * that oauth_flow.h can refresh. */
+bool wconn_refreshable(const struct wconn *c);
 void wconn_free_all(struct wrk *w);
 
 struct wrk {
@@ -88,6 +96,7 @@ struct wrk {
 
     struct pga *pg;
     struct httpc *http;
+    struct oev *oauth;         /* token refreshes after a 401 */
     struct bo_policy retry;
 
     struct wstream *streams;

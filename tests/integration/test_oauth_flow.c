@@ -591,6 +591,93 @@ Test(oauth, killed_refresher_leaves_tokens_the_next_one_applies)
     free(id);
 }
 
+/* The scheduler's sweep of leftover records (pending_only): the tokens a
+ * dead refresher left are applied even though the row still looks valid
+ * (a 401 refresh of a token that was not yet due), and nothing is ever
+ * asked of the token endpoint; a record for a removed connection is
+ * dropped. */
+Test(oauth, pending_only_applies_leftover_tokens_and_never_asks)
+{
+    char *id = add_conn("gohighlevel", "oauth", "ghl-live", "ghl-rt-a", 3600,
+                        NULL);
+    sb_grant("gohighlevel", id, "ghl-rt-a", NULL);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct oflow_env e = env();
+        e.after_pending = die_now;
+        e.timeout_ms = 2000;
+        e.lock_ttl_ms = e.timeout_ms + 1000;
+        struct oflow_opts o = opts();
+        o.force = true;
+        struct oflow_result res;
+        run(&e, id, &o, &res);
+        _exit(1);
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 42, "status %d", st);
+    struct sbg g = sb_state(id);
+    cr_assert_eq(g.requests, 1);
+    cr_expect_str_eq(stored(id).refresh, "ghl-rt-a");
+
+    /* An ordinary refresh would find the row valid for an hour and stop
+     * before looking at the record. */
+    struct oflow_env e = env();
+    e.lock_ttl_ms = e.timeout_ms + 1000;
+    struct oflow_opts o = opts();
+    struct oflow_result res;
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH, "%s", res.message);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 1);
+
+    o.pending_only = true;
+    o.stale_expires_ms = -1;
+    run(&e, id, &o, &res);
+    cr_assert_eq(res.status, OFLOW_FRESH, "%s: %s",
+                 oflow_status_name(res.status), res.message);
+    cr_expect(res.applied_pending, "%s", res.message);
+    cr_expect(res.waited, "the dead refresher's lock was waited out");
+    cr_expect_eq(res.token_requests, 0);
+    cr_expect_str_eq(res.agent_id, agent);
+    cr_expect_str_eq(res.provider, "gohighlevel");
+    struct stored s = stored(id);
+    cr_expect_str_eq(s.access, g.access);
+    cr_expect_str_eq(s.refresh, g.refresh);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 0);
+    cr_expect_eq(redis_exists(OFLOW_LOCK_PREFIX, id), 0);
+
+    /* Nothing left: another sweep changes nothing and asks nothing. */
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(sb_state(id).requests, 1);
+    cr_expect_eq(sb_state(id).stale, 0);
+    cr_expect_str_eq(stored(id).access, g.access);
+
+    /* A record of a connection that no longer exists is dropped. */
+    const char *p[] = {id};
+    PQclear(tpg_query(&db, "DELETE FROM integration_connections "
+                           "WHERE id = $1", 1, p));
+    char *a = seal("orphan-access");
+    char *doc = xasprintf("{\"v\":1,\"access_token\":\"%s\","
+                          "\"expires_at_ms\":%lld,\"base_access\":\"x\","
+                          "\"at_ms\":1}",
+                          a, (long long)(cs_now_ms() + 3600000));
+    freeReplyObject(redisCommand(rc, "SET %s{%s} %s", OFLOW_PENDING_PREFIX,
+                                 id, doc));
+    run(&e, id, &o, &res);
+    cr_expect_eq(res.status, OFLOW_FRESH, "%s", res.message);
+    cr_expect_not(res.applied_pending);
+    cr_expect_eq(redis_exists(OFLOW_PENDING_PREFIX, id), 0);
+    cr_expect_eq(res.token_requests, 0);
+    free(doc);
+    free(a);
+    free(id);
+}
+
 Test(oauth, stale_pending_record_is_discarded)
 {
     char *id = add_conn("hubspot", "oauth", "hs-access", "hs-rt-9", -5, NULL);
@@ -1092,6 +1179,82 @@ static void step_once(struct oflow *f, PGconn *pg, redisContext *r,
     case OFLOW_STEP_DONE:
         break;
     }
+}
+
+/* HubSpot's API in the sandbox accepts the access tokens its token
+ * endpoint issued, counts the calls made with them, and refuses them
+ * once expired or revoked, in HubSpot's words. */
+static int hs_call(const char *token, struct it_resp *out)
+{
+    char req[512];
+    int n = snprintf(req, sizeof(req),
+                     "GET /hubspot/crm/v3/objects/contacts/1 HTTP/1.1\r\n"
+                     "Host: t\r\nAuthorization: Bearer %s\r\n\r\n",
+                     token);
+    cr_assert(it_raw(sb_port, req, (size_t)n, out));
+    return out->status;
+}
+
+Test(oauth, sandbox_hubspot_accepts_issued_tokens_until_they_expire)
+{
+    const char *conn = "9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001";
+    const char *grant = "{\"provider\":\"hubspot\",\"connection\":"
+                        "\"9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001\","
+                        "\"refresh_token\":\"hs-rt-api\",\"access_token\":"
+                        "\"hs-at-seed\",\"expires_in\":1}";
+    struct it_resp r = it_post(sb_port, "/_sandbox/oauth/grants", NULL, grant,
+                               strlen(grant));
+    cr_assert_eq(r.status, 201, "%.*s", (int)r.body_len, r.body);
+    /* 404: authorised, no such contact. */
+    cr_expect_eq(hs_call("hs-at-seed", &r), 404, "%.*s", (int)r.body_len,
+                 r.body);
+    struct sbg g = sb_state(conn);
+    cr_expect_str_eq(g.access, "hs-at-seed");
+    usleep(1100 * 1000);
+    cr_expect_eq(hs_call("hs-at-seed", &r), 401);
+    cr_expect(memmem(r.body, r.body_len, "EXPIRED_AUTHENTICATION", 22),
+              "%.*s", (int)r.body_len, r.body);
+    cr_expect(memmem(r.body, r.body_len, "expired 0 minute(s) ago", 23),
+              "%.*s", (int)r.body_len, r.body);
+
+    /* A refreshed token works and is counted as the latest. */
+    char *url = xasprintf("POST /oauth/hubspot/oauth/v3/token HTTP/1.1\r\n"
+                          "Host: t\r\nContent-Type: application/x-www-form-"
+                          "urlencoded\r\nContent-Length: %zu\r\n\r\n%s",
+                          strlen("grant_type=refresh_token&client_id=hs-client&"
+                                 "client_secret=hs-secret&refresh_token=hs-rt-"
+                                 "api"),
+                          "grant_type=refresh_token&client_id=hs-client&"
+                          "client_secret=hs-secret&refresh_token=hs-rt-api");
+    cr_assert(it_raw(sb_port, url, strlen(url), &r));
+    free(url);
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.body_len, r.body);
+    g = sb_state(conn);
+    cr_assert_str_neq(g.access, "hs-at-seed");
+    cr_expect_eq(hs_call(g.access, &r), 404);
+    cr_expect_eq(hs_call(g.access, &r), 404);
+    r = it_get(sb_port, "/_sandbox/oauth/grants?connection="
+                        "9b1c43f5-31c1-4d0e-9d39-1a43a3f1c001");
+    json_t *j = sb_json(&r);
+    cr_expect_eq(json_integer_value(json_object_get(j, "api_requests")), 3);
+    cr_expect_eq(
+        json_integer_value(json_object_get(j, "api_requests_latest")), 2);
+    json_decref(j);
+
+    /* Revoked: the unexpired token is refused too. */
+    const char *rv = "{\"connection\":\"9b1c43f5-31c1-4d0e-9d39-"
+                     "1a43a3f1c001\"}";
+    r = it_post(sb_port, "/_sandbox/oauth/revoke", NULL, rv, strlen(rv));
+    cr_assert_eq(r.status, 200);
+    cr_expect_eq(hs_call(g.access, &r), 401);
+    cr_expect(memmem(r.body, r.body_len, "INVALID_AUTHENTICATION", 22),
+              "%.*s", (int)r.body_len, r.body);
+
+    /* expires_in needs an access token. */
+    const char *bad = "{\"provider\":\"hubspot\",\"connection\":\"c\","
+                      "\"refresh_token\":\"x\",\"expires_in\":5}";
+    r = it_post(sb_port, "/_sandbox/oauth/grants", NULL, bad, strlen(bad));
+    cr_expect_eq(r.status, 400);
 }
 
 Test(oauth, two_refreshes_interleaved_in_one_thread)

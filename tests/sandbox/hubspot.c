@@ -264,22 +264,45 @@ void hs_rate_headers(struct sb *s, struct sb_resp *out)
                    left < 0 ? 0 : left);
 }
 
-static bool authorised(struct sb *s, const struct sb_req *rq)
+/*
+ * NULL when the request may go on, else HubSpot's 401 body. Accepted: an
+ * access token the sandbox's OAuth endpoint issued (until it expires, as
+ * long as its grant is not revoked), a --hubspot-token, or any token when
+ * no --hubspot-token was given.
+ */
+static json_t *unauthorised(struct sb *s, const struct sb_req *rq)
 {
     const char *a = sb_header(rq, "authorization");
     if (!a || strncasecmp(a, "Bearer ", 7) != 0)
-        return false;
+        return auth_body();
     const char *tok = a + 7;
     while (*tok == ' ')
         tok++;
     if (!*tok)
-        return false;
+        return auth_body();
+    int64_t ago = 0;
+    switch (oauth_access(s, "hubspot", tok, &ago)) {
+    case SB_ACCESS_OK:
+        return NULL;
+    case SB_ACCESS_EXPIRED: {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "The OAuth token used to make this call expired %lld "
+                 "minute(s) ago.",
+                 (long long)(ago / 60000));
+        return hs_err("EXPIRED_AUTHENTICATION", msg);
+    }
+    case SB_ACCESS_REVOKED:
+        return auth_body();
+    case SB_ACCESS_UNKNOWN:
+        break;
+    }
     if (!s->ntokens)
-        return true;
+        return NULL;
     for (size_t i = 0; i < s->ntokens; i++)
         if (strcmp(tok, s->tokens[i]) == 0)
-            return true;
-    return false;
+            return NULL;
+    return auth_body();
 }
 
 /* ---- Records ------------------------------------------------------------ */
@@ -1155,8 +1178,9 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
 
 void hs_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
 {
-    if (!authorised(s, rq)) {
-        sb_resp_json(out, 401, auth_body());
+    json_t *refused = unauthorised(s, rq);
+    if (refused) {
+        sb_resp_json(out, 401, refused);
     } else if (!rate_take(s, cs_mono_ms())) {
         sb_resp_json(out, 429, rate_limit_body());
     } else {

@@ -29,15 +29,24 @@
  * connected-app option). Every token request is counted per grant, and
  * requests that present an already rotated refresh token separately.
  *
+ * Every access token a grant was issued is remembered with its expiry,
+ * so the sandbox's HubSpot API can accept exactly those (oauth_access):
+ * a token that was never issued, has expired or whose grant is revoked
+ * gets HubSpot's 401.
+ *
  * Control API:
  *   POST /_sandbox/oauth/grants  {"provider","connection","refresh_token"}
  *                                or {"provider":"salesforce","connection",
  *                                "subject"} for the JWT bearer grant;
- *                                replaces the connection's grant
+ *                                optionally "access_token" (and
+ *                                "expires_in" seconds) the grant starts
+ *                                with; replaces the connection's grant
  *   POST /_sandbox/oauth/revoke  {"connection"}: its tokens stop working
  *   GET  /_sandbox/oauth/grants[?connection=ID]: grants with their current
  *        tokens and counters (token_requests, stale_token_requests,
- *        refused), and token requests per provider
+ *        refused, api_requests made with their access tokens and
+ *        api_requests_latest with the newest one), and token requests per
+ *        provider
  */
 #include "sandbox.h"
 #include "crypto.h"
@@ -76,7 +85,9 @@ struct grant {
     char *subject;     /* Salesforce JWT user */
     char *access;      /* latest access token issued */
     json_t *used;      /* refresh tokens rotated away */
+    json_t *issued;    /* access token -> {"expires_at_ms", "uses"} */
     long long requests, stale, refused;
+    long long api_requests; /* API calls made with its access tokens */
     bool revoked;
 };
 
@@ -115,6 +126,7 @@ static void grant_free(struct grant *g)
     free(g->subject);
     free(g->access);
     json_decref(g->used);
+    json_decref(g->issued);
     free(g);
 }
 
@@ -358,6 +370,39 @@ static char *token(struct sb *s, const char *prefix, int p)
                      (unsigned long long)sb_rand(s));
 }
 
+/* How long an access token lives (the expires_in each provider answers
+ * with; Salesforce sends none: its default session timeout). */
+static int64_t lifetime_s(int p)
+{
+    switch (p) {
+    case O_HUBSPOT: return 1800;
+    case O_SALESFORCE:
+    case O_CALENDLY: return 7200;
+    case O_GHL: return 86399;
+    case O_ZOHO: return 3600;
+    default: return 3599;
+    }
+}
+
+/* Remember an access token of g as valid for expires_in_s. */
+static void remember_access(struct grant *g, const char *at,
+                            int64_t expires_in_s)
+{
+    json_object_set_new(g->issued, at,
+                        json_pack("{s:I,s:I}", "expires_at_ms",
+                                  (json_int_t)(cs_now_ms() +
+                                               expires_in_s * 1000),
+                                  "uses", (json_int_t)0));
+}
+
+/* A new access token for g. */
+static void issue_access(struct sb *s, struct grant *g)
+{
+    free(g->access);
+    g->access = token(s, "at", g->provider);
+    remember_access(g, g->access, lifetime_s(g->provider));
+}
+
 static char *host_url(const struct sb_req *rq, const char *prefix)
 {
     const char *h = sb_header(rq, "host");
@@ -558,8 +603,7 @@ static void refresh_grant(struct sb *s, int p, const struct sb_req *rq,
         refuse(out, p, E_GRANT, NULL);
         return;
     }
-    free(g->access);
-    g->access = token(s, "at", p);
+    issue_access(s, g);
     bool rotate = o->rotate[p] || p == O_MICROSOFT;
     if (rotate) {
         json_array_append_new(g->used, json_string(g->refresh));
@@ -685,8 +729,7 @@ static void jwt_grant(struct sb *s, const struct sb_req *rq,
                                "user hasn't approved this consumer"));
         return;
     }
-    free(g->access);
-    g->access = token(s, "at", O_SALESFORCE);
+    issue_access(s, g);
     sb_resp_json(out, 200, success_body(s, rq, g, false));
 }
 
@@ -760,14 +803,44 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
 
 static json_t *grant_json(const struct grant *g)
 {
-    return json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:b,s:O}",
+    json_t *latest = g->access ? json_object_get(g->issued, g->access) : NULL;
+    return json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:I,s:I,s:I,s:b,s:O,s:I,s:I}",
                      "connection", g->connection, "provider",
                      names[g->provider], "refresh_token", g->refresh,
                      "subject", g->subject, "access_token", g->access,
                      "token_requests", (json_int_t)g->requests,
                      "stale_token_requests", (json_int_t)g->stale, "refused",
                      (json_int_t)g->refused, "revoked", g->revoked,
-                     "rotated_refresh_tokens", g->used);
+                     "rotated_refresh_tokens", g->used, "api_requests",
+                     (json_int_t)g->api_requests, "api_requests_latest",
+                     json_integer_value(json_object_get(latest, "uses")));
+}
+
+enum sb_access oauth_access(struct sb *s, const char *provider,
+                            const char *at, int64_t *expired_ago_ms)
+{
+    struct sb_oauth *o = state(s);
+    int p = provider_index(provider, strlen(provider));
+    *expired_ago_ms = 0;
+    for (size_t i = 0; p >= 0 && i < o->ngrants; i++) {
+        struct grant *g = o->grants[i];
+        json_t *t = g->provider == p ? json_object_get(g->issued, at) : NULL;
+        if (!t)
+            continue;
+        if (g->revoked)
+            return SB_ACCESS_REVOKED;
+        int64_t exp = json_integer_value(json_object_get(t, "expires_at_ms"));
+        if (exp <= cs_now_ms()) {
+            *expired_ago_ms = cs_now_ms() - exp;
+            return SB_ACCESS_EXPIRED;
+        }
+        json_object_set_new(
+            t, "uses",
+            json_integer(json_integer_value(json_object_get(t, "uses")) + 1));
+        g->api_requests++;
+        return SB_ACCESS_OK;
+    }
+    return SB_ACCESS_UNKNOWN;
 }
 
 static void control_error(struct sb_resp *out, int status, const char *msg)
@@ -788,13 +861,17 @@ static void add_grant(struct sb *s, const struct sb_req *rq,
     const char *conn = json_string_value(json_object_get(j, "connection"));
     const char *rt = json_string_value(json_object_get(j, "refresh_token"));
     const char *subj = json_string_value(json_object_get(j, "subject"));
+    const char *at = json_string_value(json_object_get(j, "access_token"));
+    json_t *ttl = json_object_get(j, "expires_in");
     int p = prov ? provider_index(prov, strlen(prov)) : -1;
     if (p < 0 || !conn || !*conn || (!rt == !subj) ||
-        (subj && p != O_SALESFORCE)) {
+        (subj && p != O_SALESFORCE) || (at && !*at) ||
+        (ttl && (!at || !json_is_integer(ttl)))) {
         json_decref(j);
         control_error(out, 400,
                       "need provider, connection and either refresh_token "
-                      "or (salesforce) subject");
+                      "or (salesforce) subject; expires_in (seconds) only "
+                      "with access_token");
         return;
     }
     struct grant *g = NULL;
@@ -807,6 +884,7 @@ static void add_grant(struct sb *s, const struct sb_req *rq,
         free(g->subject);
         free(g->access);
         json_array_clear(g->used);
+        json_object_clear(g->issued);
         g->access = NULL;
         g->revoked = false;
     } else {
@@ -814,11 +892,19 @@ static void add_grant(struct sb *s, const struct sb_req *rq,
         g->connection = xstrdup(conn);
         g->provider = p;
         g->used = json_array();
+        g->issued = json_object();
         o->grants = xrealloc(o->grants, (o->ngrants + 1) * sizeof(*o->grants));
         o->grants[o->ngrants++] = g;
     }
     g->refresh = rt ? xstrdup(rt) : NULL;
     g->subject = subj ? xstrdup(subj) : NULL;
+    if (at) {
+        /* The access token the grant started with (as at connect time). */
+        g->access = xstrdup(at);
+        remember_access(g, at,
+                        ttl ? (int64_t)json_integer_value(ttl)
+                            : lifetime_s(p));
+    }
     json_decref(j);
     sb_resp_json(out, 201, grant_json(g));
 }

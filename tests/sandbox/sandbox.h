@@ -370,6 +370,16 @@ void sf_limit_headers(struct sb *s, struct sb_resp *out);
 /* Live records of one type ("leads", "contacts", "accounts", "tasks",
  * "events", "opportunities"), or NULL. */
 json_t *sf_records(struct sb *s, const char *type);
+enum sb_access {
+    SB_ACCESS_UNKNOWN,  /* not a token the endpoints issued */
+    SB_ACCESS_OK,       /* issued, unexpired: counted as an API request */
+    SB_ACCESS_EXPIRED,  /* issued, past its expires_in (*expired_ago_ms) */
+    SB_ACCESS_REVOKED,  /* its grant was revoked */
+};
+/* Whether access token at was issued to a grant of provider ("hubspot")
+ * and may still be used. */
+enum sb_access oauth_access(struct sb *s, const char *provider,
+                            const char *at, int64_t *expired_ago_ms);
 
 const char *sb_reason(int status);
 

@@ -1,7 +1,8 @@
 /*
  * httpc.h - HTTP requests on a libev loop with libcurl's multi interface
  * (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION): thousands in flight, none
- * blocking the loop.
+ * blocking the loop. Shared by the worker (provider requests) and the
+ * scheduler (token requests); requests and responses are prov.h's types.
  */
 #ifndef CS_HTTPC_H
 #define CS_HTTPC_H
