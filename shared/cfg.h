@@ -78,6 +78,13 @@ struct cfg {
     char *salesforce_jwt_key;    /* secret: PEM RSA key (JWT bearer) */
     int oauth_timeout_ms;
     int oauth_refresh_margin_s;
+
+    char *connect_addr;          /* callsync-connect's listener */
+    char *connect_public_url;    /* its origin as browsers reach it */
+    char *connect_state_key;     /* secret: HMAC key of links and states */
+    char *connect_return_url;    /* where users land afterwards; "": a
+                                    page of callsync-connect's own */
+    int connect_link_ttl_s;      /* authorize links made by callsyncctl */
 };
 
 /*
