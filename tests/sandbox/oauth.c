@@ -294,7 +294,8 @@ static void refuse(struct sb_resp *out, int p, enum err_kind k,
             json_pack("{s:s,s:s}", "error",
                       k == E_CLIENT_SECRET ? "invalid_client" : oauth_code,
                       "error_description",
-                      k == E_GRANT       ? "Token has been expired or revoked."
+                      k == E_GRANT && detail ? detail
+                      : k == E_GRANT     ? "Token has been expired or revoked."
                       : k == E_CLIENT_ID ? "The OAuth client was not found."
                       : k == E_CLIENT_SECRET ? "Unauthorized"
                                              : detail));
