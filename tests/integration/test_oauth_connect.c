@@ -68,6 +68,11 @@ static void teardown(void)
         cr_expect_eq(it_stop(connect_pid, SIGTERM, 10000), 0,
                      "callsync-connect must exit 0 on SIGTERM");
     connect_pid = 0;
+    if (!getenv("CS_KEEP_TEST_DIR")) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/connect.log", dir);
+        it_expect_clean_log(path);
+    }
     e2e_teardown();
 }
 
