@@ -828,7 +828,8 @@ static void authorize(struct sb *s, int p, const struct sb_req *rq,
     } else if (!rt || strcmp(rt, "code") != 0) {
         authorize_error(out, "response_type must be code");
     } else if (pkce_required(p) &&
-               (!ch || !chm || strcmp(chm, "S256") != 0 || strlen(ch) != 43)) {
+               (!ch || !chm || strcmp(chm, "S256") != 0 ||
+                strlen(ch) != 43)) {
         authorize_error(out, "code_challenge with code_challenge_method "
                              "S256 is required");
     } else {
