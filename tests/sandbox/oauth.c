@@ -768,7 +768,7 @@ static void jwt_grant(struct sb *s, const struct sb_req *rq,
     sb_resp_json(out, 200, success_body(s, rq, g, false));
 }
 
-/* ---- Authorization codes -------------------------------------------------- */
+/* ---- Authorization codes ------------------------------------------------ */
 
 /* The authorize endpoint path each provider has after /oauth/<name>. */
 static bool authorize_path(int p, const char *rest)
