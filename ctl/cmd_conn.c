@@ -7,6 +7,7 @@
 #include "crypto.h"
 #include "ctl.h"
 #include "oauth_flow.h"
+#include "oauth_link.h"
 
 #include <hiredis/hiredis.h>
 
@@ -753,4 +754,118 @@ int ctl_connections_refresh(struct ctl *ctl, int argc, char **argv)
     default:
         return CTL_FAIL;
     }
+}
+
+int ctl_connections_authorize_url(struct ctl *ctl, int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: callsyncctl connections authorize-url --agent AGENT_ID\n"
+        "         --type TYPE [--connection CONNECTION_ID] [--return URL]\n"
+        "         [--scope SCOPES] [--login-url URL] [--dc DC]\n"
+        "         [--tenant TENANT] [--ttl SECONDS] [--json]\n\n"
+        "Print a signed, expiring link that lets a user connect the agent\n"
+        "to TYPE with OAuth through callsync-connect (or reconnect the\n"
+        "named connection). Only the agent named here can be connected\n"
+        "with it. TYPE: google_calendar (or google), outlook (or\n"
+        "microsoft), hubspot, salesforce, calendly, gohighlevel, zoho.\n"
+        "--scope overrides the provider's default scopes; --login-url\n"
+        "(Salesforce), --dc (Zoho) and --tenant (Microsoft) pick where the\n"
+        "user signs in. The link lasts --ttl seconds (default\n"
+        "CALLSYNC_CONNECT_LINK_TTL_S). Needs CALLSYNC_CONNECT_PUBLIC_URL\n"
+        "and CALLSYNC_CONNECT_STATE_KEY as callsync-connect has them.\n";
+    const char *agent = NULL, *type = NULL, *conn = NULL, *ret = NULL,
+               *scope = NULL, *login = NULL, *dc = NULL, *tenant = NULL,
+               *ttl = NULL;
+    const struct ctl_opt opts[] = {
+        {"agent", &agent, NULL},     {"type", &type, NULL},
+        {"connection", &conn, NULL}, {"return", &ret, NULL},
+        {"scope", &scope, NULL},     {"login-url", &login, NULL},
+        {"dc", &dc, NULL},           {"tenant", &tenant, NULL},
+        {"ttl", &ttl, NULL},
+    };
+    const char *pos[1];
+    int npos;
+    PARSE(ctl, argc, argv, opts, CS_ARRAY_LEN(opts), pos, 0, &npos, usage);
+    if (!agent || !type)
+        return ctl_fail(CTL_USAGE, "connections authorize-url needs --agent "
+                        "and --type");
+    if (!ctl_is_uuid(agent))
+        return ctl_fail(CTL_USAGE, "invalid agent id '%s'", agent);
+    if (conn && !ctl_is_uuid(conn))
+        return ctl_fail(CTL_USAGE, "invalid connection id '%s'", conn);
+    int p = oauth_provider_for_type(type);
+    if (p < 0)
+        p = oauth_provider_parse(type);
+    if (p < 0)
+        return ctl_fail(CTL_USAGE, "'%s' is not connected with OAuth: "
+                        "expected google_calendar, outlook, hubspot, "
+                        "salesforce, calendly, gohighlevel or zoho", type);
+    if (ret && !ctl_is_url(ret))
+        return ctl_fail(CTL_USAGE, "invalid --return: expected an https:// "
+                        "or http:// URL");
+    if (login && !ctl_is_url(login))
+        return ctl_fail(CTL_USAGE, "invalid --login-url: expected an "
+                        "https:// URL");
+    long long life = ctl->cfg.connect_link_ttl_s;
+    if (ttl) {
+        char *end = NULL;
+        life = strtoll(ttl, &end, 10);
+        if (!end || *end || life < 1 || life > 2592000)
+            return ctl_fail(CTL_USAGE, "invalid --ttl '%s': 1 to 2592000 "
+                            "seconds", ttl);
+    }
+    struct cs_err err = {0};
+    if (oauth_link_check_key(ctl->cfg.connect_state_key, &err))
+        return ctl_fail(CTL_USAGE, "%s", err.msg);
+    if (!ctl_is_url(ctl->cfg.connect_public_url))
+        return ctl_fail(CTL_USAGE, "CALLSYNC_CONNECT_PUBLIC_URL must be set "
+                        "to callsync-connect's public origin");
+    /* The agent (and the connection) must exist now; the link is checked
+     * again when it is used. */
+    int rc = ctl_db(ctl);
+    if (rc)
+        return rc;
+    char org[37];
+    rc = agent_org(ctl, agent, org);
+    if (rc)
+        return rc;
+    if (conn) {
+        const char *params[] = {conn, agent};
+        PGresult *r = ctl_query(
+            ctl, "look up connection",
+            "SELECT integration_type FROM integration_connections "
+            "WHERE id = $1 AND agent_id = $2 AND is_active",
+            2, params);
+        if (!r)
+            return CTL_FAIL;
+        bool found = PQntuples(r) == 1;
+        bool same = found && oauth_provider_for_type(PQgetvalue(r, 0, 0)) == p;
+        PQclear(r);
+        if (!found)
+            return ctl_fail(CTL_NOTFOUND, "connection '%s' of agent '%s' not "
+                            "found", conn, agent);
+        if (!same)
+            return ctl_fail(CTL_USAGE, "connection '%s' is not a %s "
+                            "connection", conn, oauth_provider_title(p));
+    }
+    const char *extra[] = {"connection", conn, "return", ret, "scope", scope,
+                           "login_url", login, "dc", dc, "tenant", tenant,
+                           NULL};
+    int64_t exp = cs_now_ms() / 1000 + life;
+    char *url = oauth_link_make(ctl->cfg.connect_state_key,
+                                ctl->cfg.connect_public_url,
+                                oauth_provider_name(p), agent, extra, exp);
+    if (ctl->json) {
+        char when[32];
+        cs_rfc3339_ms(exp * 1000, when);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "url", url, "provider",
+                              oauth_provider_name(p), "agent_id", agent,
+                              "expires_at", when);
+        ctl_print_json(o);
+        json_decref(o);
+    } else {
+        puts(url);
+    }
+    free(url);
+    return CTL_OK;
 }

@@ -164,5 +164,6 @@ int ctl_dead_replay(struct ctl *ctl, int argc, char **argv);
 int ctl_dead_purge(struct ctl *ctl, int argc, char **argv);
 int ctl_trace(struct ctl *ctl, int argc, char **argv);
 int ctl_connections_refresh(struct ctl *ctl, int argc, char **argv);
+int ctl_connections_authorize_url(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -42,6 +42,8 @@ static const struct ctl_cmd cmds[] = {
      "every job and step attempt of one call"},
     {"connections", "refresh", ctl_connections_refresh,
      "refresh a connection's OAuth tokens now"},
+    {"connections", "authorize-url", ctl_connections_authorize_url,
+     "print a signed link that connects an agent with OAuth"},
 };
 
 static void print_usage(FILE *f, const char *group)

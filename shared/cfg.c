@@ -221,6 +221,25 @@ static const struct cfg_row rows[] = {
       "", false, "Sentry environment of the reports (production, staging)"),
     S("sentry_release", "CALLSYNC_SENTRY_RELEASE", sentry_release, "", false,
       "Sentry release of the reports (e.g. callsync@2026.11.30)"),
+    S("connect_addr", "CALLSYNC_CONNECT_ADDR", connect_addr,
+      "127.0.0.1:8090", false,
+      "address of callsync-connect (OAuth authorize and callback pages, "
+      "/metrics, /healthz, /readyz)"),
+    S("connect_public_url", "CALLSYNC_CONNECT_PUBLIC_URL", connect_public_url,
+      "", false,
+      "callsync-connect's origin as users' browsers reach it (https://...); "
+      "redirect_uri is <this>/oauth/<provider>/callback"),
+    S("connect_state_key", "CALLSYNC_CONNECT_STATE_KEY", connect_state_key,
+      "", true,
+      "HMAC key (at least 32 characters) signing authorize links and OAuth "
+      "states; shared by callsync-connect and callsyncctl"),
+    S("connect_return_url", "CALLSYNC_CONNECT_RETURN_URL", connect_return_url,
+      "", false,
+      "where users land after connecting (?connected=<id> or ?error=<code>); "
+      "empty: a page of callsync-connect"),
+    I("connect_link_ttl_s", "CALLSYNC_CONNECT_LINK_TTL_S", connect_link_ttl_s,
+      "86400", 60, 2592000,
+      "how long an authorize link made by callsyncctl stays valid"),
 };
 
 static char **str_at(struct cfg *c, const struct cfg_row *r)

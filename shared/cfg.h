@@ -85,6 +85,12 @@ struct cfg {
     char *sentry_dsn;            /* secret: "" = no error reports */
     char *sentry_environment;
     char *sentry_release;
+    char *connect_addr;          /* callsync-connect's listener */
+    char *connect_public_url;    /* its origin as browsers reach it */
+    char *connect_state_key;     /* secret: HMAC key of links and states */
+    char *connect_return_url;    /* where users land afterwards; "": a
+                                    page of callsync-connect's own */
+    int connect_link_ttl_s;      /* authorize links made by callsyncctl */
 };
 
 /*

@@ -27,7 +27,11 @@
 #define METRICS_MAX (8u * 1024 * 1024)
 #define MAX_PATH_ECHO 96
 
-enum mconn_state { MC_READ, MC_WRITE, MC_LINGER };
+enum mconn_state { MC_READ, MC_APP, MC_WRITE, MC_LINGER };
+
+struct mhttp_req {
+    struct mconn *c;           /* NULL once the connection is gone */
+};
 
 struct mconn {
     struct mhttp *m;
@@ -44,6 +48,7 @@ struct mconn {
     int refuse;                /* answer with this status at once */
     struct buf out;
     size_t out_off;
+    struct mhttp_req *app;     /* an application route is answering */
     struct mconn *prev, *next;
 };
 
@@ -107,16 +112,30 @@ static const char *reason_phrase(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 201: return "Created";
+    case 302: return "Found";
+    case 303: return "See Other";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
     case 413: return "Content Too Large";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Unknown";
     }
+}
+
+const char *mhttp_reason(int status)
+{
+    return reason_phrase(status);
 }
 
 static void start_writing(struct mconn *c)
@@ -193,6 +212,22 @@ static void route(struct mconn *c)
         p = P_HEALTHZ;
     else if (plen == 7 && memcmp(url, "/readyz", 7) == 0)
         p = P_READYZ;
+    if (p == P_NONE && m->o.route) {
+        struct mhttp_req *r = xcalloc(1, sizeof(*r));
+        r->c = c;
+        c->app = r;
+        c->state = MC_APP;
+        ev_io_stop(m->loop, &c->rw);
+        ev_timer_stop(m->loop, &c->tw);
+        ev_timer_set(&c->tw, m->o.route_timeout_ms / 1000.0, 0.0);
+        ev_timer_start(m->loop, &c->tw);
+        if (m->o.route(r, http_method_str(meth), url, m->o.arg))
+            return;
+        /* Not taken (and so not answered): the 404 below. */
+        c->app = NULL;
+        free(r);
+        c->state = MC_READ;
+    }
     if (p == P_NONE) {
         char echo[MAX_PATH_ECHO + 4], msg[160];
         path_echo(url, plen, echo);
@@ -390,6 +425,12 @@ static void conn_on_timer(EV_P_ ev_timer *w, int revents)
     CS_UNUSED(loop);
     CS_UNUSED(revents);
     struct mconn *c = w->data;
+    if (c->state == MC_APP) {
+        c->app->c = NULL;
+        c->app = NULL;
+        respond_error(c, 504, "timeout", "the request took too long");
+        return;
+    }
     if (c->state == MC_READ && c->started) {
         respond_error(c, 408, "request_timeout",
                       "request not received in time");
@@ -405,6 +446,8 @@ static void conn_close(struct mconn *c)
     ev_io_stop(m->loop, &c->rw);
     ev_io_stop(m->loop, &c->ww);
     ev_timer_stop(m->loop, &c->tw);
+    if (c->app)
+        c->app->c = NULL;
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -527,12 +570,26 @@ struct mhttp *mhttp_new(struct ev_loop *loop, const struct mhttp_opts *o,
         m->o.max_header = 8192;
     if (m->o.max_conns <= 0)
         m->o.max_conns = 64;
+    if (m->o.route_timeout_ms <= 0)
+        m->o.route_timeout_ms = 30000;
     m->fd = fd;
     m->port = port;
     ev_io_init(&m->accept_w, on_accept, fd, EV_READ);
     m->accept_w.data = m;
     ev_io_start(loop, &m->accept_w);
     return m;
+}
+
+void mhttp_reply(struct mhttp_req *r, int status, const char *ctype,
+                 const char *extra, const char *body, size_t len)
+{
+    struct mconn *c = r->c;
+    free(r);
+    if (!c)
+        return;
+    c->app = NULL;
+    respond(c, status, ctype, extra, body ? body : "", body ? len : 0,
+            c->parser.method == HTTP_HEAD);
 }
 
 void mhttp_free(struct mhttp *m)

@@ -23,6 +23,8 @@
 #include <jansson.h>
 
 struct mhttp;
+/* An application request waiting for its answer (see mhttp_route_cb). */
+struct mhttp_req;
 
 /* Append the metrics in text format 0.0.4 to out (capped at 8 MiB).
  * Called once per scrape. Returns 0, or CS_E2BIG when an append failed
@@ -31,6 +33,17 @@ typedef int mhttp_metrics_cb(struct buf *out, void *arg);
 /* Fill body (an empty JSON object, owned by the caller) and return whether
  * the process is ready: 200 if so, else 503. */
 typedef bool mhttp_ready_cb(json_t *body, void *arg);
+/*
+ * Application routes: called for every request whose path is none of the
+ * three above, with the method ("GET", "POST", ...) and the request target
+ * as sent (path and query; borrowed for the call). Return false to leave
+ * it to the 404; return true to take it, and then answer it exactly once
+ * with mhttp_reply(), now or later. While it waits the connection reads
+ * nothing more; after route_timeout_ms it is answered 504 on its own (the
+ * later mhttp_reply then only frees the request).
+ */
+typedef bool mhttp_route_cb(struct mhttp_req *r, const char *method,
+                            const char *target, void *arg);
 
 struct mhttp_opts {
     const char *addr;            /* "host:port", "[v6]:port" or ":port"
@@ -41,7 +54,19 @@ struct mhttp_opts {
     int timeout_ms;              /* 0: 5000 */
     size_t max_header;           /* request line + headers; 0: 8192 */
     int max_conns;               /* open connections; 0: 64 */
+    mhttp_route_cb *route;       /* NULL: only the three endpoints */
+    int route_timeout_ms;        /* 0: 30000 */
 };
+
+/*
+ * Answer an application request and free it: status, Content-Type, extra
+ * header lines ("Location: ...\r\n", or NULL) and the body. The client
+ * may be gone (closed, timed out, mhttp_free): then this only frees r.
+ */
+void mhttp_reply(struct mhttp_req *r, int status, const char *ctype,
+                 const char *extra, const char *body, size_t len);
+/* The reason phrase of a status ("Found", "Conflict", ...). */
+const char *mhttp_reason(int status);
 
 /*
  * Listen on o->addr and serve on loop. Returns NULL and fills *err when

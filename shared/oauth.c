@@ -391,9 +391,17 @@ static int check_params(const struct oauth_params *p, struct cs_err *err)
                               "user name (config oauth.username)");
         return 0;
     }
-    if (!given(p->refresh_token))
+    if (p->grant == OAUTH_GRANT_CODE) {
+        if (!given(p->code))
+            return cs_err_set(err, CS_EINVAL, "code",
+                              "no authorization code was given");
+        if (!given(p->redirect_uri))
+            return cs_err_set(err, CS_EINVAL, "redirect_uri",
+                              "no redirect URI was given");
+    } else if (!given(p->refresh_token)) {
         return cs_err_set(err, CS_EINVAL, "refresh_token",
                           "no refresh token is stored");
+    }
     if (!given(p->client_secret) && p->provider != OAUTH_SALESFORCE)
         return cs_err_set(err, CS_EINVAL, "client_secret",
                           "no %s client secret is configured",
@@ -428,11 +436,20 @@ static int jwt_body(const struct oauth_params *p, char **body, size_t *len,
 static void refresh_body(const struct oauth_params *p, char **body,
                          size_t *len)
 {
-    oauth_form_add(body, len, "grant_type", "refresh_token");
+    bool code = p->grant == OAUTH_GRANT_CODE;
+    oauth_form_add(body, len, "grant_type",
+                   code ? "authorization_code" : "refresh_token");
     oauth_form_add(body, len, "client_id", p->client_id);
     if (given(p->client_secret))
         oauth_form_add(body, len, "client_secret", p->client_secret);
-    oauth_form_add(body, len, "refresh_token", p->refresh_token);
+    if (code) {
+        oauth_form_add(body, len, "code", p->code);
+        oauth_form_add(body, len, "redirect_uri", p->redirect_uri);
+        if (given(p->code_verifier))
+            oauth_form_add(body, len, "code_verifier", p->code_verifier);
+    } else {
+        oauth_form_add(body, len, "refresh_token", p->refresh_token);
+    }
     switch (p->provider) {
     case OAUTH_GOHIGHLEVEL:
         oauth_form_add(body, len, "user_type",
@@ -497,6 +514,7 @@ void oauth_result_release(struct oauth_result *res)
     wipe_free(res->refresh_token);
     free(res->instance_url);
     free(res->scope);
+    free(res->account_id);
     memset(res, 0, sizeof(*res));
 }
 
@@ -625,6 +643,13 @@ static void parse_tokens(const struct oauth_params *p, const json_t *j,
     if (valid_instance_url(iu))
         res->instance_url = xstrdup(iu);
     res->scope = scopes_text(j);
+    if (p->provider == OAUTH_GOHIGHLEVEL) {
+        const char *acct = jstr(j, "locationId");
+        if (!acct)
+            acct = jstr(j, "companyId");
+        if (acct && strlen(acct) <= 128)
+            res->account_id = xstrdup(acct);
+    }
     snprintf(res->message, sizeof(res->message),
              "new %s access token, valid for %lld s%s",
              defs[p->provider].title, (long long)in,
@@ -709,7 +734,12 @@ static void classify_error(const struct oauth_params *p, int status,
     res->outcome = OAUTH_PERMANENT;
     snprintf(res->error, sizeof(res->error), "%s",
              *c ? c : status ? "http_error" : "error");
-    if (p->grant == OAUTH_GRANT_JWT_BEARER) {
+    if (p->grant == OAUTH_GRANT_CODE) {
+        res->client_error = code_in(c, client_codes);
+        snprintf(res->message, sizeof(res->message),
+                 "%s refused the authorization code with HTTP %d (%.200s)",
+                 title, status, why);
+    } else if (p->grant == OAUTH_GRANT_JWT_BEARER) {
         res->client_error = true;
         snprintf(res->message, sizeof(res->message),
                  "fix the Salesforce JWT bearer set-up (connected app "
@@ -813,6 +843,173 @@ void oauth_parse_response(const struct oauth_params *p,
                       title, st);
     }
     json_decref(j);
+}
+
+/* ---- Authorization request --------------------------------------------- */
+
+static const struct {
+    const char *origin;
+    const char *path;          /* Microsoft: after /<tenant> */
+    const char *scope;
+    bool pkce;
+} authz[OAUTH_NPROVIDERS] = {
+    [OAUTH_GOOGLE] = {"https://accounts.google.com", "/o/oauth2/v2/auth",
+                      "https://www.googleapis.com/auth/calendar.events "
+                      "https://www.googleapis.com/auth/calendar.freebusy",
+                      true},
+    [OAUTH_HUBSPOT] = {"https://app.hubspot.com", "/oauth/authorize",
+                       "oauth crm.objects.contacts.read "
+                       "crm.objects.contacts.write crm.objects.deals.read "
+                       "crm.objects.deals.write crm.schemas.contacts.read "
+                       "crm.schemas.deals.read",
+                       false},
+    [OAUTH_SALESFORCE] = {SF_DEFAULT_LOGIN, "/services/oauth2/authorize",
+                          "api refresh_token", true},
+    [OAUTH_CALENDLY] = {"https://auth.calendly.com", "/oauth/authorize",
+                        NULL, true},
+    [OAUTH_GOHIGHLEVEL] = {"https://marketplace.gohighlevel.com",
+                           "/oauth/chooselocation",
+                           "contacts.readonly contacts.write "
+                           "opportunities.readonly opportunities.write "
+                           "calendars.readonly calendars/events.write",
+                           false},
+    [OAUTH_ZOHO] = {"https://accounts.zoho.com", "/oauth/v2/auth",
+                    "ZohoCRM.modules.ALL ZohoSearch.securesearch.READ",
+                    false},
+    [OAUTH_MICROSOFT] = {"https://login.microsoftonline.com",
+                         "/oauth2/v2.0/authorize",
+                         "offline_access Calendars.ReadWrite", true},
+};
+
+bool oauth_uses_pkce(enum oauth_provider p)
+{
+    return (unsigned)p < OAUTH_NPROVIDERS && authz[p].pkce;
+}
+
+const char *oauth_default_scope(enum oauth_provider p)
+{
+    return (unsigned)p < OAUTH_NPROVIDERS ? authz[p].scope : NULL;
+}
+
+const char *oauth_zoho_accounts(const char *dc)
+{
+    char out[64];
+    struct cs_err err = {0};
+    if (!dc || !*dc || zoho_origin(dc, out, sizeof(out), &err))
+        return NULL;
+    for (size_t i = 0; i < CS_ARRAY_LEN(zoho_dcs); i++)
+        if (strcmp(zoho_dcs[i].url, out) == 0)
+            return zoho_dcs[i].url;
+    return NULL;
+}
+
+int oauth_pkce_verifier(char out[44])
+{
+    unsigned char raw[32];
+    if (cs_random(raw, sizeof(raw)))
+        return -CS_EIO;
+    char *v = oauth_b64url(raw, sizeof(raw));
+    snprintf(out, 44, "%s", v);
+    free(v);
+    return 0;
+}
+
+char *oauth_pkce_challenge(const char *verifier)
+{
+    unsigned char d[CS_SHA256_LEN];
+    cs_sha256(verifier, strlen(verifier), NULL, 0, d);
+    return oauth_b64url(d, sizeof(d));
+}
+
+static void query_add(char **out, size_t *len, const char *name,
+                      const char *value)
+{
+    if (*len && (*out)[*len - 1] != '?')
+        append(out, len, "&", 1);
+    append_encoded(out, len, name);
+    append(out, len, "=", 1);
+    append_encoded(out, len, value);
+}
+
+char *oauth_authorize_url(const struct oauth_authorize *a,
+                          struct cs_err *err)
+{
+    enum oauth_provider p = a->provider;
+    if ((unsigned)p >= OAUTH_NPROVIDERS) {
+        cs_err_set(err, CS_EINVAL, "provider", "unknown provider");
+        return NULL;
+    }
+    const char *title = defs[p].title;
+    if (!given(a->client_id)) {
+        cs_err_set(err, CS_EINVAL, "client_id",
+                   "no %s client id is configured", title);
+        return NULL;
+    }
+    if (!given(a->redirect_uri) || !given(a->state)) {
+        cs_err_set(err, CS_EINVAL, given(a->state) ? "redirect_uri" : "state",
+                   "the %s authorization request needs a redirect URI and "
+                   "a state", title);
+        return NULL;
+    }
+    if (authz[p].pkce && !given(a->code_challenge)) {
+        cs_err_set(err, CS_EINVAL, "code_challenge",
+                   "%s needs a PKCE code challenge", title);
+        return NULL;
+    }
+    char origin[256];
+    const char *tenant = NULL;
+    if (p == OAUTH_MICROSOFT && microsoft_tenant(a->tenant, &tenant, err))
+        return NULL;
+    if (given(a->base_url)) {
+        size_t n = strlen(a->base_url);
+        while (n && a->base_url[n - 1] == '/')
+            n--;
+        if (n >= sizeof(origin)) {
+            cs_err_set(err, CS_EINVAL, "base_url", "base URL too long");
+            return NULL;
+        }
+        snprintf(origin, sizeof(origin), "%.*s", (int)n, a->base_url);
+    } else if (p == OAUTH_SALESFORCE) {
+        if (salesforce_origin(a->login_url, origin, sizeof(origin), err))
+            return NULL;
+    } else if (p == OAUTH_ZOHO) {
+        if (zoho_origin(a->zoho_dc, origin, sizeof(origin), err))
+            return NULL;
+    } else {
+        snprintf(origin, sizeof(origin), "%s", authz[p].origin);
+    }
+    char *u = p == OAUTH_MICROSOFT
+                  ? xasprintf("%s/%s%s?", origin, tenant, authz[p].path)
+                  : xasprintf("%s%s?", origin, authz[p].path);
+    size_t len = strlen(u);
+    query_add(&u, &len, "response_type", "code");
+    query_add(&u, &len, "client_id", a->client_id);
+    query_add(&u, &len, "redirect_uri", a->redirect_uri);
+    const char *scope = given(a->scope) ? a->scope : authz[p].scope;
+    if (scope)
+        query_add(&u, &len, "scope", scope);
+    query_add(&u, &len, "state", a->state);
+    if (authz[p].pkce) {
+        query_add(&u, &len, "code_challenge", a->code_challenge);
+        query_add(&u, &len, "code_challenge_method", "S256");
+    }
+    switch (p) {
+    case OAUTH_GOOGLE:
+        query_add(&u, &len, "access_type", "offline");
+        query_add(&u, &len, "prompt", "consent");
+        query_add(&u, &len, "include_granted_scopes", "true");
+        break;
+    case OAUTH_ZOHO:
+        query_add(&u, &len, "access_type", "offline");
+        query_add(&u, &len, "prompt", "consent");
+        break;
+    case OAUTH_MICROSOFT:
+        query_add(&u, &len, "response_mode", "query");
+        break;
+    default:
+        break;
+    }
+    return u;
 }
 
 /* ---- JWT bearer ---------------------------------------------------------- */

@@ -41,6 +41,8 @@ enum oauth_provider {
 enum oauth_grant {
     OAUTH_GRANT_REFRESH,    /* grant_type=refresh_token */
     OAUTH_GRANT_JWT_BEARER, /* Salesforce: a signed RS256 assertion */
+    OAUTH_GRANT_CODE,       /* grant_type=authorization_code: the code the
+                               user's browser brought back (connecting) */
 };
 
 /* "google", "hubspot", ... (the keys of CALLSYNC_OAUTH_CLIENTS). */
@@ -80,6 +82,10 @@ struct oauth_params {
                                    the connected app's session timeout;
                                    0 means 7200 (its default, 2 h) */
     int64_t now_ms;            /* wall clock, for expiries and JWT exp */
+    const char *code;          /* code grant: the authorization code */
+    const char *redirect_uri;  /* code grant: as sent to the authorize
+                                  endpoint */
+    const char *code_verifier; /* code grant: PKCE verifier, or NULL */
 };
 
 #define OAUTH_MAX_HEADERS 4
@@ -139,6 +145,8 @@ struct oauth_result {
     char *instance_url;        /* Salesforce instance_url, Zoho api_domain
                                   (http(s) URLs only), or NULL */
     char *scope;
+    char *account_id;          /* GoHighLevel locationId (or companyId for
+                                  a Company token), else NULL */
     int http_status;
     int64_t retry_after_ms;    /* TRANSIENT: the provider's hint, or -1 */
     bool client_error;         /* PERMANENT: the app's client id, secret or
@@ -169,6 +177,63 @@ void oauth_result_release(struct oauth_result *res);
 char *oauth_jwt_assertion(const char *pem, const char *iss, const char *sub,
                           const char *aud, int64_t exp_s,
                           struct cs_err *err);
+
+/* ---- Connecting: the authorization request --------------------------
+ *
+ * Authorize endpoints (origin replaceable like the token endpoint's; the
+ * path stays):
+ *
+ *   google       https://accounts.google.com/o/oauth2/v2/auth
+ *                (access_type=offline&prompt=consent: a refresh token
+ *                every time; PKCE S256)
+ *   hubspot      https://app.hubspot.com/oauth/authorize (no PKCE)
+ *   salesforce   <login URL>/services/oauth2/authorize (PKCE S256)
+ *   calendly     https://auth.calendly.com/oauth/authorize (PKCE S256,
+ *                which Calendly recommends for every app)
+ *   gohighlevel  https://marketplace.gohighlevel.com/oauth/chooselocation
+ *                (the user picks the sub-account; no PKCE)
+ *   zoho         https://accounts.zoho.<dc>/oauth/v2/auth
+ *                (access_type=offline&prompt=consent; no PKCE; the
+ *                callback names the user's data centre in "location")
+ *   microsoft    https://login.microsoftonline.com/<tenant>/oauth2/v2.0/
+ *                authorize (response_mode=query; offline_access in the
+ *                scope for a refresh token; PKCE S256)
+ */
+struct oauth_authorize {
+    enum oauth_provider provider;
+    const char *base_url;      /* NULL: the provider's own origin */
+    const char *client_id;
+    const char *redirect_uri;
+    const char *state;
+    const char *scope;         /* NULL or "": oauth_default_scope() */
+    const char *code_challenge; /* S256 challenge; required when
+                                   oauth_uses_pkce() */
+    const char *login_url;     /* Salesforce */
+    const char *zoho_dc;       /* Zoho */
+    const char *tenant;        /* Microsoft */
+};
+
+/* The provider takes a PKCE S256 challenge (and its token endpoint then
+ * checks the verifier). */
+bool oauth_uses_pkce(enum oauth_provider p);
+/* The scopes asked for when the connection names none (space-separated):
+ * what the jobs of callsync need from that provider. */
+const char *oauth_default_scope(enum oauth_provider p);
+/*
+ * The URL to send the user's browser to (xmalloc'd), or NULL with err
+ * naming the missing or invalid parameter.
+ */
+char *oauth_authorize_url(const struct oauth_authorize *a,
+                          struct cs_err *err);
+/* A fresh PKCE verifier (43 base64url characters from 32 random bytes)
+ * into out[44]; 0 or -CS_EIO. */
+CS_MUST_CHECK int oauth_pkce_verifier(char out[44]);
+/* The S256 challenge of a verifier: base64url(SHA-256(verifier)),
+ * xmalloc'd. */
+char *oauth_pkce_challenge(const char *verifier);
+/* The Zoho accounts server of a data centre name or URL ("eu",
+ * "https://accounts.zoho.eu"), or NULL when unknown. */
+const char *oauth_zoho_accounts(const char *dc);
 
 /* base64url without padding (RFC 7515), xmalloc'd. */
 char *oauth_b64url(const unsigned char *in, size_t n);

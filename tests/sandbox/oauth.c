@@ -50,6 +50,7 @@
  */
 #include "sandbox.h"
 #include "crypto.h"
+#include "oauth.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -91,7 +92,23 @@ struct grant {
     bool revoked;
 };
 
+/* An authorization code handed out by an authorize endpoint. */
+struct authcode {
+    char *code;
+    int provider;
+    char *client_id;
+    char *redirect_uri;
+    char *challenge;   /* S256 challenge, or NULL */
+    char *scope;
+    int64_t expires_ms;
+    bool used;
+};
+
 struct sb_oauth {
+    struct authcode **codes;
+    size_t ncodes;
+    long long authorize_requests[O_N];
+    long long code_grants[O_N];
     char *client_id[O_N];
     char *client_secret[O_N];
     bool rotate[O_N];     /* single-use rotation (old token invalid) */
@@ -130,10 +147,27 @@ static void grant_free(struct grant *g)
     free(g);
 }
 
+static void authcode_free(struct authcode *c)
+{
+    free(c->code);
+    free(c->client_id);
+    free(c->redirect_uri);
+    free(c->challenge);
+    free(c->scope);
+    free(c);
+}
+
 void oauth_reset(struct sb_oauth *o)
 {
     if (!o)
         return;
+    for (size_t i = 0; i < o->ncodes; i++)
+        authcode_free(o->codes[i]);
+    free(o->codes);
+    o->codes = NULL;
+    o->ncodes = 0;
+    memset(o->authorize_requests, 0, sizeof(o->authorize_requests));
+    memset(o->code_grants, 0, sizeof(o->code_grants));
     for (size_t i = 0; i < o->ngrants; i++)
         grant_free(o->grants[i]);
     free(o->grants);
@@ -260,7 +294,8 @@ static void refuse(struct sb_resp *out, int p, enum err_kind k,
             json_pack("{s:s,s:s}", "error",
                       k == E_CLIENT_SECRET ? "invalid_client" : oauth_code,
                       "error_description",
-                      k == E_GRANT       ? "Token has been expired or revoked."
+                      k == E_GRANT && detail ? detail
+                      : k == E_GRANT     ? "Token has been expired or revoked."
                       : k == E_CLIENT_ID ? "The OAuth client was not found."
                       : k == E_CLIENT_SECRET ? "Unauthorized"
                                              : detail));
@@ -733,6 +768,162 @@ static void jwt_grant(struct sb *s, const struct sb_req *rq,
     sb_resp_json(out, 200, success_body(s, rq, g, false));
 }
 
+/* ---- Authorization codes ------------------------------------------------ */
+
+/* The authorize endpoint path each provider has after /oauth/<name>. */
+static bool authorize_path(int p, const char *rest)
+{
+    switch (p) {
+    case O_GOOGLE: return strcmp(rest, "/o/oauth2/v2/auth") == 0;
+    case O_HUBSPOT:
+    case O_CALENDLY: return strcmp(rest, "/oauth/authorize") == 0;
+    case O_SALESFORCE: return strcmp(rest, "/services/oauth2/authorize") == 0;
+    case O_GHL:
+        return strcmp(rest, "/oauth/chooselocation") == 0 ||
+               strcmp(rest, "/v2/oauth/chooselocation") == 0;
+    case O_ZOHO: return strcmp(rest, "/oauth/v2/auth") == 0;
+    case O_MICROSOFT: {
+        size_t tl = rest[0] == '/' ? strcspn(rest + 1, "/") : 0;
+        return tl > 0 &&
+               strcmp(rest + 1 + tl, "/oauth2/v2.0/authorize") == 0;
+    }
+    }
+    return false;
+}
+
+/* Which providers insist on a PKCE challenge here (those callsync sends
+ * one to). */
+static bool pkce_required(int p)
+{
+    return p == O_GOOGLE || p == O_SALESFORCE || p == O_CALENDLY ||
+           p == O_MICROSOFT;
+}
+
+static void authorize_error(struct sb_resp *out, const char *msg)
+{
+    /* Providers show an error page instead of redirecting when the client
+     * or the redirect URI is wrong. */
+    sb_resp_json(out, 400, json_pack("{s:s,s:s}", "error", "invalid_request",
+                                     "error_description", msg));
+}
+
+static void authorize(struct sb *s, int p, const struct sb_req *rq,
+                      struct sb_resp *out)
+{
+    struct sb_oauth *o = state(s);
+    o->authorize_requests[p]++;
+    json_t *q = json_object();
+    form_parse(rq->query, strlen(rq->query), q);
+    const char *cid = fstr(q, "client_id");
+    const char *redirect = fstr(q, "redirect_uri");
+    const char *st = fstr(q, "state");
+    const char *rt = fstr(q, "response_type");
+    const char *ch = fstr(q, "code_challenge");
+    const char *chm = fstr(q, "code_challenge_method");
+    if (!cid || (o->client_id[p] && strcmp(cid, o->client_id[p]) != 0)) {
+        authorize_error(out, "unknown client_id");
+    } else if (!redirect || (strncmp(redirect, "http://", 7) != 0 &&
+                             strncmp(redirect, "https://", 8) != 0)) {
+        authorize_error(out, "redirect_uri is missing or not http(s)");
+    } else if (!rt || strcmp(rt, "code") != 0) {
+        authorize_error(out, "response_type must be code");
+    } else if (pkce_required(p) &&
+               (!ch || !chm || strcmp(chm, "S256") != 0 ||
+                strlen(ch) != 43)) {
+        authorize_error(out, "code_challenge with code_challenge_method "
+                             "S256 is required");
+    } else {
+        struct authcode *c = xcalloc(1, sizeof(*c));
+        c->code = token(s, "code", p);
+        c->provider = p;
+        c->client_id = xstrdup(cid);
+        c->redirect_uri = xstrdup(redirect);
+        c->challenge = ch ? xstrdup(ch) : NULL;
+        c->scope = fstr(q, "scope") ? xstrdup(fstr(q, "scope")) : NULL;
+        c->expires_ms = cs_now_ms() + 600000;
+        o->codes = xrealloc(o->codes, (o->ncodes + 1) * sizeof(*o->codes));
+        o->codes[o->ncodes++] = c;
+        char *qs = NULL;
+        size_t len = 0;
+        oauth_form_add(&qs, &len, "code", c->code);
+        if (st)
+            oauth_form_add(&qs, &len, "state", st);
+        if (p == O_ZOHO) {
+            char *acc = host_url(rq, "/oauth/zoho");
+            oauth_form_add(&qs, &len, "location", "us");
+            oauth_form_add(&qs, &len, "accounts-server", acc);
+            free(acc);
+        }
+        sb_resp_header(out, "Location: %s%s%s", redirect,
+                       strchr(redirect, '?') ? "&" : "?", qs);
+        free(qs);
+        out->status = 302;
+    }
+    json_decref(q);
+}
+
+static struct authcode *find_code(struct sb_oauth *o, const char *code)
+{
+    for (size_t i = 0; code && i < o->ncodes; i++)
+        if (strcmp(o->codes[i]->code, code) == 0)
+            return o->codes[i];
+    return NULL;
+}
+
+static void code_grant(struct sb *s, int p, const struct sb_req *rq,
+                       const json_t *form, struct sb_resp *out)
+{
+    struct sb_oauth *o = state(s);
+    o->code_grants[p]++;
+    struct authcode *c = find_code(o, fstr(form, "code"));
+    const char *redirect = fstr(form, "redirect_uri");
+    const char *verifier = fstr(form, "code_verifier");
+    const char *why = NULL;
+    if (!c || c->provider != p)
+        why = "invalid authorization code";
+    else if (c->used)
+        why = "authorization code already used";
+    else if (c->expires_ms <= cs_now_ms())
+        why = "expired authorization code";
+    else if (!redirect || strcmp(redirect, c->redirect_uri) != 0)
+        why = "redirect_uri mismatch";
+    else if (c->challenge && !verifier)
+        why = "code_verifier is required";
+    if (!why && c->challenge) {
+        unsigned char d[CS_SHA256_LEN];
+        cs_sha256(verifier, strlen(verifier), NULL, 0, d);
+        char *b = cs_base64_encode(d, sizeof(d));
+        size_t k = 0;
+        for (size_t i = 0; b[i] && b[i] != '='; i++)
+            b[k++] = b[i] == '+' ? '-' : b[i] == '/' ? '_' : b[i];
+        b[k] = '\0';
+        if (strcmp(b, c->challenge) != 0)
+            why = "invalid code verifier";
+        free(b);
+    }
+    if (c && !why)
+        c->used = true;
+    if (why) {
+        refuse(out, p, E_GRANT, why);
+        return;
+    }
+    /* A grant the refresh endpoint knows from now on. */
+    struct grant *g = xcalloc(1, sizeof(*g));
+    g->connection = xasprintf("authorized-%s", c->code);
+    g->provider = p;
+    g->used = json_array();
+    g->issued = json_object();
+    g->refresh = token(s, "rt", p);
+    g->requests = 1;
+    o->grants = xrealloc(o->grants, (o->ngrants + 1) * sizeof(*o->grants));
+    o->grants[o->ngrants++] = g;
+    issue_access(s, g);
+    json_t *body = success_body(s, rq, g, true);
+    if (!json_object_get(body, "refresh_token"))
+        json_object_set_new(body, "refresh_token", json_string(g->refresh));
+    sb_resp_json(out, 200, body);
+}
+
 /* The endpoint path each provider has after /oauth/<name>. */
 static bool token_path(int p, const char *rest)
 {
@@ -760,6 +951,14 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     const char *sub = rq->sub[0] == '/' ? rq->sub + 1 : rq->sub;
     size_t nl = strcspn(sub, "/");
     int p = provider_index(sub, nl);
+    if (p >= 0 && authorize_path(p, sub + nl)) {
+        if (rq->method != HTTP_GET)
+            sb_resp_json(out, 405,
+                         json_pack("{s:s}", "error", "method_not_allowed"));
+        else
+            authorize(s, p, rq, out);
+        return;
+    }
     if (p < 0 || !token_path(p, sub + nl)) {
         sb_resp_json(out, 404,
                      json_pack("{s:s,s:s}", "error", "not_found", "message",
@@ -793,6 +992,8 @@ void oauth_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
         /* refused */
     } else if (strcmp(gt, "refresh_token") == 0) {
         refresh_grant(s, p, rq, form, out);
+    } else if (strcmp(gt, "authorization_code") == 0) {
+        code_grant(s, p, rq, form, out);
     } else {
         refuse(out, p, E_UNSUPPORTED, "unsupported grant_type");
     }
@@ -949,10 +1150,17 @@ static void list_grants(struct sb *s, const struct sb_req *rq,
     for (size_t i = 0; i < o->ngrants; i++)
         json_array_append_new(a, grant_json(o->grants[i]));
     json_t *per = json_object();
-    for (int p = 0; p < O_N; p++)
+    json_t *az = json_object();
+    json_t *cg = json_object();
+    for (int p = 0; p < O_N; p++) {
         json_object_set_new(per, names[p], json_integer(o->requests[p]));
+        json_object_set_new(az, names[p],
+                            json_integer(o->authorize_requests[p]));
+        json_object_set_new(cg, names[p], json_integer(o->code_grants[p]));
+    }
     sb_resp_json(out, 200,
-                 json_pack("{s:o,s:o}", "grants", a, "token_requests", per));
+                 json_pack("{s:o,s:o,s:o,s:o}", "grants", a, "token_requests",
+                           per, "authorize_requests", az, "code_grants", cg));
 }
 
 void oauth_control(struct sb *s, const struct sb_req *rq, struct sb_resp *out)

@@ -1131,3 +1131,122 @@ Test(oauth, answers_are_checked)
     cr_expect_eq(res.expires_in_s, 3600);
     oauth_result_release(&res);
 }
+
+/* ---- Connecting ---------------------------------------------------------- */
+
+Test(oauth, authorize_urls_carry_each_providers_parameters)
+{
+    struct cs_err err = {0};
+    struct oauth_authorize a = {
+        .provider = OAUTH_GOOGLE,
+        .client_id = "g id",
+        .redirect_uri = "https://c.example/oauth/google/callback",
+        .state = "s1.abc",
+        .code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    };
+    char *u = oauth_authorize_url(&a, &err);
+    cr_assert(u, "%s", err.msg);
+    cr_expect(strncmp(u, "https://accounts.google.com/o/oauth2/v2/auth?", 45)
+              == 0, "%s", u);
+    cr_expect(strstr(u, "client_id=g%20id"));
+    cr_expect(strstr(u, "redirect_uri=https%3A%2F%2Fc.example%2Foauth%2F"));
+    cr_expect(strstr(u, "&access_type=offline&prompt=consent"));
+    cr_expect(strstr(u, "&code_challenge_method=S256"));
+    free(u);
+
+    a.code_challenge = NULL;
+    cr_expect_null(oauth_authorize_url(&a, &err));
+    cr_expect_str_eq(err.field, "code_challenge");
+
+    a.provider = OAUTH_MICROSOFT;
+    a.tenant = "contoso.onmicrosoft.com";
+    a.code_challenge = "x";
+    u = oauth_authorize_url(&a, &err);
+    cr_assert(u);
+    cr_expect(strstr(u, "https://login.microsoftonline.com/"
+                        "contoso.onmicrosoft.com/oauth2/v2.0/authorize?"));
+    cr_expect(strstr(u, "scope=offline_access%20Calendars.ReadWrite"));
+    cr_expect(strstr(u, "response_mode=query"));
+    free(u);
+
+    a.provider = OAUTH_GOHIGHLEVEL;
+    a.code_challenge = NULL;
+    a.scope = "contacts.readonly";
+    u = oauth_authorize_url(&a, &err);
+    cr_assert(u);
+    cr_expect(strstr(u, "https://marketplace.gohighlevel.com/oauth/"
+                        "chooselocation?response_type=code"));
+    cr_expect(strstr(u, "scope=contacts.readonly&"));
+    cr_expect(!strstr(u, "code_challenge"));
+    free(u);
+
+    a.provider = OAUTH_ZOHO;
+    a.zoho_dc = "eu";
+    a.scope = NULL;
+    u = oauth_authorize_url(&a, &err);
+    cr_assert(u);
+    cr_expect(strstr(u, "https://accounts.zoho.eu/oauth/v2/auth?"));
+    cr_expect(strstr(u, "access_type=offline"));
+    free(u);
+    cr_expect_str_eq(oauth_zoho_accounts("in"), "https://accounts.zoho.in");
+    cr_expect_null(oauth_zoho_accounts("https://evil.example"));
+}
+
+Test(oauth, pkce_challenge_is_rfc7636_s256)
+{
+    /* RFC 7636 appendix B. */
+    char *c =
+        oauth_pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+    cr_expect_str_eq(c, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    free(c);
+    char v[44];
+    cr_assert_eq(oauth_pkce_verifier(v), 0);
+    cr_expect_eq(strlen(v), 43);
+}
+
+Test(oauth, code_grant_body_and_ghl_location)
+{
+    struct oauth_params p = {
+        .provider = OAUTH_GOHIGHLEVEL,
+        .grant = OAUTH_GRANT_CODE,
+        .client_id = "cid",
+        .client_secret = "sec",
+        .code = "c0de",
+        .redirect_uri = "https://c.example/cb",
+        .code_verifier = NULL,
+        .now_ms = 1000,
+    };
+    struct oauth_request rq;
+    struct cs_err err = {0};
+    cr_assert_eq(oauth_build_request(&p, &rq, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(rq.url,
+                     "https://services.leadconnectorhq.com/oauth/token");
+    char *v = form(rq.body, "grant_type");
+    cr_expect_str_eq(v, "authorization_code");
+    free(v);
+    v = form(rq.body, "redirect_uri");
+    cr_expect_str_eq(v, "https://c.example/cb");
+    free(v);
+    v = form(rq.body, "user_type");
+    cr_expect_str_eq(v, "Location");
+    free(v);
+    cr_expect_null(form(rq.body, "refresh_token"));
+    oauth_request_release(&rq);
+
+    static const char body[] =
+        "{\"access_token\":\"at\",\"token_type\":\"Bearer\",\"expires_in\":"
+        "86399,\"refresh_token\":\"rt\",\"userType\":\"Location\","
+        "\"locationId\":\"loc123\",\"companyId\":\"co9\"}";
+    struct oauth_response rsp = {.status = 200, .body = body,
+                                 .body_len = sizeof(body) - 1};
+    struct oauth_result res;
+    oauth_parse_response(&p, &rsp, &res);
+    cr_expect_eq(res.outcome, OAUTH_OK);
+    cr_expect_str_eq(res.account_id, "loc123");
+    cr_expect_str_eq(res.refresh_token, "rt");
+    oauth_result_release(&res);
+
+    p.code = NULL;
+    cr_expect_neq(oauth_build_request(&p, &rq, &err), 0);
+    cr_expect_str_eq(err.field, "code");
+}
