@@ -759,17 +759,17 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
         if (strcmp(k, "companyName") == 0 || strcmp(k, "gender") == 0)
             continue;
         if (strcmp(k, "customFields") == 0) {
-            json_t *todo = json_array();
+            json_t *missing = json_array();
             size_t i;
             json_t *e;
             json_array_foreach(v, i, e) {
                 if (!custom_same(json_object_get(have, "customFields"), e))
-                    json_array_append(todo, e);
+                    json_array_append(missing, e);
             }
-            if (json_array_size(todo))
-                json_object_set_new(patch, k, todo);
+            if (json_array_size(missing))
+                json_object_set_new(patch, k, missing);
             else
-                json_decref(todo);
+                json_decref(missing);
         } else if (strcmp(k, "tags") == 0) {
             json_t *tags = json_is_array(cur) ? json_deep_copy(cur)
                                               : json_array();

@@ -750,18 +750,18 @@ static json_t *update_body(const struct prov_ctx *ctx, const json_t *mapped,
             continue;
         } else if (strcmp(k, "custom_fields") == 0) {
             const json_t *hc = json_object_get(have, "custom_fields");
-            json_t *todo = json_object();
+            json_t *missing = json_object();
             const char *ck;
             json_t *cv;
             json_object_foreach(v, ck, cv) {
                 const json_t *h = json_object_get(hc, ck);
                 if (!h || !pd__same_value(h, cv))
-                    json_object_set(todo, ck, cv);
+                    json_object_set(missing, ck, cv);
             }
-            if (json_object_size(todo))
-                json_object_set_new(patch, k, todo);
+            if (json_object_size(missing))
+                json_object_set_new(patch, k, missing);
             else
-                json_decref(todo);
+                json_decref(missing);
         } else if (strcmp(k, "label_ids") == 0) {
             json_t *ids = json_is_array(cur) ? json_deep_copy(cur)
                                              : json_array();
