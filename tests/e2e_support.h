@@ -278,9 +278,21 @@ static inline int ctl_run_out(const char *args, char **out)
         "CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL="
         "'redis://127.0.0.1:%d/0' CALLSYNC_ENCRYPTION_KEYS='%s' "
         "CALLSYNC_PROVIDER_BASE_URLS='hubspot=http://127.0.0.1:%d/hubspot,"
-        "gohighlevel=http://127.0.0.1:%d/gohighlevel' "
+        "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
+        "google_calendar=http://127.0.0.1:%d/google_calendar,"
+        "cal_com=http://127.0.0.1:%d/cal_com,"
+        "calendly=http://127.0.0.1:%d/calendly,"
+        "outlook=http://127.0.0.1:%d/outlook,"
+        "stripe=http://127.0.0.1:%d/stripe,"
+        "twilio=http://127.0.0.1:%d/twilio,"
+        "sendgrid=http://127.0.0.1:%d/sendgrid,"
+        "pipedrive=http://127.0.0.1:%d/pipedrive,"
+        "zoho=http://127.0.0.1:%d/zoho,"
+        "salesforce=http://127.0.0.1:%d/salesforce' "
         "'%s' %s >'%s' 2>&1",
-        db.url, redis_port, keys, sandbox_port, sandbox_port,
+        db.url, redis_port, keys, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, sandbox_port, sandbox_port, sandbox_port,
         CS_BIN_DIR "/callsyncctl", args, path);
     int st = system(cmd);
     free(cmd);

@@ -22,6 +22,98 @@ static int test_conn(const char *id, const char *extra, char **out)
     return st;
 }
 
+/* The sandbox saw at least one request for provider, and only GETs. */
+static void only_reads(const char *provider)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/_sandbox/requests?provider=%s", provider);
+    struct it_resp r = it_get(sandbox_port, path);
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.body_len, r.body);
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    cr_assert(j);
+    json_t *reqs = json_object_get(j, "requests");
+    cr_expect_gt(json_array_size(reqs), 0, "no %s request seen", provider);
+    size_t i;
+    json_t *q;
+    json_array_foreach(reqs, i, q) {
+        cr_expect_str_eq(json_string_value(json_object_get(q, "method")),
+                         "GET", "%s: %s", provider,
+                         json_string_value(json_object_get(q, "path")));
+    }
+    json_decref(j);
+}
+
+/* Run `connections test` on a good connection with --json: exit 0, ok,
+ * and the result object (to json_decref). */
+static json_t *probe_ok(const char *id)
+{
+    char *out = NULL;
+    cr_expect_eq(test_conn(id, "--json", &out), 0, "%s", out);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert(j, "%s", out);
+    cr_expect(json_is_true(json_object_get(j, "ok")), "%s", out);
+    json_t *res = json_incref(json_object_get(j, "result"));
+    cr_assert(json_is_object(res), "%s", out);
+    free(out);
+    json_decref(j);
+    return res;
+}
+
+/* A connection with a bad secret: exit 1, unauthorized, secret not shown. */
+static void probe_unauthorized(const char *id, const char *secret)
+{
+    char *out = NULL;
+    cr_expect_eq(test_conn(id, "", &out), 1, "%s", out);
+    cr_expect(strstr(out, "FAILED (unauthorized, HTTP 401)"), "%s", out);
+    cr_expect(!strstr(out, secret), "the secret is never shown: %s", out);
+    free(out);
+}
+
+static const char *res_str(const json_t *res, const char *key)
+{
+    const char *s = json_string_value(json_object_get(res, key));
+    cr_assert(s, "no %s in the result", key);
+    return s;
+}
+
+Test(probe, stripe_names_the_account)
+{
+    char *good = add_conn("stripe", STRIPE_KEY, NULL, "{}");
+    char *bad = add_conn("stripe", "sk_test_revoked000000000000000001", NULL,
+                         "{}");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "account_id"), "acct_sandbox");
+    cr_expect_str_eq(res_str(res, "name"), "Acme Roofing");
+    cr_expect_str_eq(res_str(res, "default_currency"), "usd");
+    cr_expect(json_is_true(json_object_get(res, "customers_readable")));
+    json_decref(res);
+    probe_unauthorized(bad, "sk_test_revoked000000000000000001");
+    only_reads("stripe");
+    cr_expect_eq(records("stripe", "customers"), 0);
+    free(good);
+    free(bad);
+}
+
+Test(probe, twilio_names_the_account)
+{
+    char *good = add_conn("twilio", TWILIO_TOKEN, NULL,
+                          "{\"account_sid\":\"" TWILIO_SID "\","
+                          "\"from\":\"+15017122661\"}");
+    char *bad = add_conn("twilio", "twilio-wrong-token", NULL,
+                         "{\"account_sid\":\"" TWILIO_SID "\","
+                         "\"from\":\"+15017122661\"}");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "account_sid"), TWILIO_SID);
+    cr_expect_str_eq(res_str(res, "status"), "active");
+    cr_expect_str_eq(res_str(res, "friendly_name"), "Acme Roofing");
+    json_decref(res);
+    probe_unauthorized(bad, "twilio-wrong-token");
+    only_reads("twilio");
+    cr_expect_eq(records("twilio", "messages"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
