@@ -114,6 +114,22 @@ Test(probe, twilio_names_the_account)
     free(bad);
 }
 
+Test(probe, sendgrid_checks_mail_send)
+{
+    const char *cfg = "{\"from_email\":\"desk@acme.example\"}";
+    char *good = add_conn("sendgrid", SENDGRID_KEY, NULL, cfg);
+    char *bad = add_conn("sendgrid", "SG.revoked.key", NULL, cfg);
+    json_t *res = probe_ok(good);
+    cr_expect(json_is_true(json_object_get(res, "mail_send")));
+    cr_expect_str_eq(res_str(res, "from_email"), "desk@acme.example");
+    json_decref(res);
+    probe_unauthorized(bad, "SG.revoked.key");
+    only_reads("sendgrid");
+    cr_expect_eq(records("sendgrid", "mails"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
