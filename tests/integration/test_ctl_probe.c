@@ -130,6 +130,24 @@ Test(probe, sendgrid_checks_mail_send)
     free(bad);
 }
 
+Test(probe, pipedrive_names_the_company)
+{
+    const char *cfg = "{\"company_domain\":\"acme\"}";
+    char *good = add_conn("pipedrive", PD_TOKEN, NULL, cfg);
+    char *bad = add_conn("pipedrive", "pd-revoked-token", NULL, cfg);
+    json_t *res = probe_ok(good);
+    cr_expect_eq(json_integer_value(json_object_get(res, "company_id")),
+                 5566);
+    cr_expect_str_eq(res_str(res, "company_name"), "Acme Roofing");
+    cr_expect_str_eq(res_str(res, "company_domain"), "acme");
+    json_decref(res);
+    probe_unauthorized(bad, "pd-revoked-token");
+    only_reads("pipedrive");
+    cr_expect_eq(records("pipedrive", "persons"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
