@@ -148,6 +148,25 @@ Test(probe, pipedrive_names_the_company)
     free(bad);
 }
 
+Test(probe, zoho_reads_the_module_and_names_the_org)
+{
+    char *good = add_conn("zoho", ZOHO_TOKEN, NULL,
+                          "{\"module\":\"Contacts\"}");
+    char *bad = add_conn("zoho", "1000.zoho-revoked", NULL, "{}");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "module"), "Contacts");
+    cr_expect(json_is_true(json_object_get(res, "records_readable")));
+    cr_expect_str_eq(res_str(res, "org_id"), "4150868000000225013");
+    cr_expect_str_eq(res_str(res, "company_name"), "Acme Roofing");
+    json_decref(res);
+    probe_unauthorized(bad, "1000.zoho-revoked");
+    only_reads("zoho");
+    cr_expect_eq(records("zoho", "leads"), 0);
+    cr_expect_eq(records("zoho", "contacts"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
