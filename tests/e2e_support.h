@@ -48,6 +48,9 @@ static int worker_request_timeout_ms; /* 0: the worker's default */
 static const char *worker_env_extra[4];
 /* Up to two more for the next start_ingest. */
 static const char *ingest_env_extra[2];
+/* Up to eight more sandbox arguments ("--calendly-token", "T", ...) for
+ * the next e2e_setup. */
+static const char *sandbox_args_extra[8];
 
 /* ---- Processes --------------------------------------------------------- */
 
@@ -102,7 +105,14 @@ static inline void start_sandbox(int latency_ms)
                     (char *)"--pipedrive-rate", (char *)"1000000",
                     (char *)"--zoho-token", (char *)ZOHO_TOKEN,
                     (char *)"--zoho-credits", (char *)"100000000",
-                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL};
+                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL,
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    for (size_t i = 0; i < CS_ARRAY_LEN(sandbox_args_extra); i++)
+        if (sandbox_args_extra[i])
+            argv[n++] = (char *)sandbox_args_extra[i];
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -372,6 +382,7 @@ static inline void e2e_teardown(void)
     worker_pid = 0;
     memset(worker_env_extra, 0, sizeof(worker_env_extra));
     memset(ingest_env_extra, 0, sizeof(ingest_env_extra));
+    memset(sandbox_args_extra, 0, sizeof(sandbox_args_extra));
     tpg_teardown(&db);
     cs_keyring_free(kr);
     free(org);

@@ -7,8 +7,20 @@
  */
 #include "e2e_support.h"
 
+/* The calendars' sandbox takes any token unless given some. */
+#define CALENDLY_TOKEN "calendly-probe-token"
+#define CALCOM_TOKEN "cal_live_probe0000000000000000"
+#define GCAL_TOKEN "ya29.probe-google-token"
+#define OUTLOOK_TOKEN "eyJ0eXAiOiJKV1QiLCJub25jZSI6InByb2JlIn0.probe"
+
 static void setup(void)
 {
+    static const char *const extra[] = {
+        "--calendly-token", CALENDLY_TOKEN, "--cal-com-token", CALCOM_TOKEN,
+        "--google-calendar-token", GCAL_TOKEN, "--outlook-token",
+        OUTLOOK_TOKEN};
+    for (size_t i = 0; i < CS_ARRAY_LEN(extra); i++)
+        sandbox_args_extra[i] = extra[i];
     e2e_setup("probe", 0);
 }
 
@@ -163,6 +175,27 @@ Test(probe, zoho_reads_the_module_and_names_the_org)
     only_reads("zoho");
     cr_expect_eq(records("zoho", "leads"), 0);
     cr_expect_eq(records("zoho", "contacts"), 0);
+    free(good);
+    free(bad);
+}
+
+Test(probe, calendly_names_the_user_and_event_type)
+{
+    const char *cfg = "{\"event_type_uri\":\"https://api.calendly.com/"
+                      "event_types/ETSANDBOX0000001\"}";
+    char *good = add_conn("calendly", CALENDLY_TOKEN, NULL, cfg);
+    char *bad = add_conn("calendly", "calendly-revoked", NULL, cfg);
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "user_uri"),
+                     "https://api.calendly.com/users/SBUSER000000001");
+    cr_expect_str_eq(res_str(res, "event_type_uri"),
+                     "https://api.calendly.com/event_types/"
+                     "ETSANDBOX0000001");
+    cr_expect_str_eq(res_str(res, "event_type"), "Roof inspection");
+    json_decref(res);
+    probe_unauthorized(bad, "calendly-revoked");
+    only_reads("calendly");
+    cr_expect_eq(records("calendly", "events"), 0);
     free(good);
     free(bad);
 }
