@@ -200,6 +200,22 @@ Test(probe, calendly_names_the_user_and_event_type)
     free(bad);
 }
 
+Test(probe, cal_com_names_the_user)
+{
+    const char *cfg = "{\"event_type_id\":1001}";
+    char *good = add_conn("cal_com", CALCOM_TOKEN, NULL, cfg);
+    char *bad = add_conn("cal_com", "cal_live_revoked", NULL, cfg);
+    json_t *res = probe_ok(good);
+    cr_expect_eq(json_integer_value(json_object_get(res, "user_id")), 4201);
+    cr_expect_str_eq(res_str(res, "time_zone"), "America/Chicago");
+    json_decref(res);
+    probe_unauthorized(bad, "cal_live_revoked");
+    only_reads("cal_com");
+    cr_expect_eq(records("cal_com", "bookings"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
