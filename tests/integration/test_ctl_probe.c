@@ -216,6 +216,22 @@ Test(probe, cal_com_names_the_user)
     free(bad);
 }
 
+Test(probe, google_calendar_gives_the_time_zone)
+{
+    char *good = add_conn("google_calendar", GCAL_TOKEN, NULL,
+                          "{\"calendar_id\":\"primary\"}");
+    char *bad = add_conn("google_calendar", "ya29.revoked", NULL, "{}");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "calendar_id"), "host@example.com");
+    cr_expect_str_eq(res_str(res, "time_zone"), "America/Chicago");
+    json_decref(res);
+    probe_unauthorized(bad, "ya29.revoked");
+    only_reads("google_calendar");
+    cr_expect_eq(records("google_calendar", "events"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
