@@ -232,6 +232,22 @@ Test(probe, google_calendar_gives_the_time_zone)
     free(bad);
 }
 
+Test(probe, outlook_checks_the_calendar_is_editable)
+{
+    char *good = add_conn("outlook", OUTLOOK_TOKEN, NULL, "{}");
+    char *bad = add_conn("outlook", "eyJ.revoked", NULL, "{}");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "name"), "Calendar");
+    cr_expect_str_eq(res_str(res, "owner"), "host@example.com");
+    cr_expect(json_is_true(json_object_get(res, "can_edit")));
+    json_decref(res);
+    probe_unauthorized(bad, "eyJ.revoked");
+    only_reads("outlook");
+    cr_expect_eq(records("outlook", "events"), 0);
+    free(good);
+    free(bad);
+}
+
 Test(probe, hubspot_ok_then_refused_with_a_revoked_token)
 {
     char *good = add_conn("hubspot", HUBSPOT_TOKEN, NULL, "{}");
