@@ -211,6 +211,7 @@ int ctl_connections_test(struct ctl *ctl, int argc, char **argv)
         "sent as the worker sends them, honouring CALLSYNC_PROVIDER_BASE_URLS:\n"
         "  hubspot          the account's details, then one contact\n"
         "  gohighlevel      the configured sub-account (location)\n"
+        "  salesforce       one record of the object (SOQL), the API usage\n"
         "  pipedrive        the token's user and company (users/me)\n"
         "  zoho             one record of the module, then the org\n"
         "  google_calendar  the configured calendar (name, time zone)\n"

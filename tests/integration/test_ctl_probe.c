@@ -1,9 +1,11 @@
 /*
  * test_ctl_probe.c - `callsyncctl connections test` against the sandbox:
- * HubSpot and GoHighLevel connections that work answer ok with what the
- * provider said (portal, sub-account); a revoked token is refused as
- * unauthorized; a provider without a read-only call exits 4 saying why;
- * nothing is written at the provider, and the connection row is unchanged.
+ * for every provider with a probe, a connection that works answers ok
+ * with what the provider said (portal, sub-account, company, org,
+ * account, calendar and its time zone, scopes...); a revoked token is
+ * refused as unauthorized and never shown; only GETs reach the sandbox
+ * and it holds no record afterwards; a provider without a read-only call
+ * exits 4 saying why; the connection row is unchanged.
  */
 #include "e2e_support.h"
 
@@ -244,6 +246,31 @@ Test(probe, outlook_checks_the_calendar_is_editable)
     probe_unauthorized(bad, "eyJ.revoked");
     only_reads("outlook");
     cr_expect_eq(records("outlook", "events"), 0);
+    free(good);
+    free(bad);
+}
+
+static char *sf_conn(const char *token)
+{
+    return ctl_add_conn("--type salesforce --access-token-env CS_E2E_SECRET "
+                        "--instance-url https://acme-probe.my.salesforce.com "
+                        "--config '{\"object\":\"Lead\"}'",
+                        token);
+}
+
+Test(probe, salesforce_reads_the_object)
+{
+    char *good = sf_conn(SF_TOKEN);
+    char *bad = sf_conn("00D5g000004E2E0!AQ4AQRevoked");
+    json_t *res = probe_ok(good);
+    cr_expect_str_eq(res_str(res, "object"), "Lead");
+    cr_expect(json_is_true(json_object_get(res, "readable")));
+    cr_expect_str_eq(res_str(res, "api_version"), "66.0");
+    cr_expect(strstr(res_str(res, "limit_info"), "api-usage="));
+    json_decref(res);
+    probe_unauthorized(bad, "00D5g000004E2E0!AQ4AQRevoked");
+    only_reads("salesforce");
+    cr_expect_eq(records("salesforce", "leads"), 0);
     free(good);
     free(bad);
 }
