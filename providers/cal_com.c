@@ -383,6 +383,59 @@ static void appt_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     cal_step_parse(&cal_cal_com, ctx, rsp, res);
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------------- */
+
+/*
+ * One read: GET /v2/me ("Get my profile"; with an OAuth token it needs
+ * PROFILE_READ): the API key is valid, and whose calendar it books into,
+ * with the user's time zone. event_type_id is checked for its form, as
+ * the step would; its existence shows at the first booking. Nothing is
+ * written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    long long et;
+    if (event_type(ctx, &et, err))
+        return CS_EINVAL;
+    return cal_begin(ctx, rq, "GET", CALCOM_BASE_URL, "/v2/me", err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        calcom_fail(ctx, rsp, res);
+        return;
+    }
+    note_budget(ctx, rsp, res);
+    json_t *b = cal_body(rsp);
+    const json_t *d = json_object_get(b, "data");
+    const json_t *id = json_object_get(d, "id");
+    long long et = 0;
+    struct cs_err err = {0};
+    if (!json_is_integer(id)) {
+        cal_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the profile answer has no data.id");
+    } else {
+        (void)event_type(ctx, &et, &err);
+        cal_done(res, json_pack(
+                          "{s:O,s:s?,s:s?,s:s?,s:I}", "user_id", id,
+                          "username",
+                          json_string_value(json_object_get(d, "username")),
+                          "email",
+                          json_string_value(json_object_get(d, "email")),
+                          "time_zone",
+                          json_string_value(json_object_get(d, "timeZone")),
+                          "event_type_id", (json_int_t)et));
+    }
+    json_decref(b);
+}
+
+static const struct prov_step calcom_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step calcom_steps[] = {
     {"appointment", PROV_RECONCILE_KEY, appt_applies, appt_build,
      appt_parse},
@@ -393,6 +446,7 @@ const struct prov_ops prov_cal_com = {
     .steps = calcom_steps,
     .nsteps = CS_ARRAY_LEN(calcom_steps),
     .rate = {120, 60000},
+    .probe = &calcom_probe,
 };
 
 const struct cal_ops cal_cal_com = {

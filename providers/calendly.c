@@ -372,6 +372,76 @@ static void appt_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     cal_step_parse(&cal_calendly, ctx, rsp, res);
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------------- */
+
+/*
+ * Two reads: GET /users/me ("Get current user": the token is valid; whose
+ * calendar it books into, its time zone and organisation), then the
+ * configured event type, GET /event_types/{uuid} ("Get Event Type"): it
+ * exists, this token may see it, and it is active (an inactive one
+ * cannot be booked). Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    char *et = event_type_uri(ctx, err);
+    if (!et)
+        return CS_EINVAL;
+    int rc;
+    if (!json_object_get(ctx->scratch, "user_uri"))
+        rc = cal_begin(ctx, rq, "GET", CALENDLY_BASE_URL, "/users/me", err);
+    else /* the URI's path at the (possibly overridden) base */
+        rc = cal_begin(ctx, rq, "GET", CALENDLY_BASE_URL,
+                       et + strlen(CALENDLY_BASE_URL), err);
+    free(et);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        calendly_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = cal_body(rsp);
+    const json_t *r = json_object_get(b, "resource");
+    const char *uri = json_string_value(json_object_get(r, "uri"));
+    if (!uri) {
+        cal_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the answer has no resource.uri");
+    } else if (!json_object_get(ctx->scratch, "user_uri")) {
+        json_t *v = json_pack(
+            "{s:s,s:s?,s:s?,s:s?}", "user_uri", uri, "user_name",
+            json_string_value(json_object_get(r, "name")), "time_zone",
+            json_string_value(json_object_get(r, "timezone")),
+            "organization",
+            json_string_value(json_object_get(r, "current_organization")));
+        json_object_update(ctx->scratch, v);
+        json_decref(v);
+        res->outcome = PROV_NEXT;
+    } else if (json_is_false(json_object_get(r, "active"))) {
+        cal_fail(res, PROV_PERMANENT, "event_type_inactive",
+                 "the event type %s is not active: Calendly books nothing "
+                 "on it", uri);
+    } else {
+        json_t *v = json_deep_copy(ctx->scratch);
+        json_object_set_new(v, "event_type_uri", json_string(uri));
+        const char *name = json_string_value(json_object_get(r, "name"));
+        if (name)
+            json_object_set_new(v, "event_type", json_string(name));
+        const json_t *d = json_object_get(r, "duration");
+        if (json_is_integer(d))
+            json_object_set(v, "duration_minutes", (json_t *)d);
+        cal_done(res, v);
+    }
+    json_decref(b);
+}
+
+static const struct prov_step calendly_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step calendly_steps[] = {
     {"appointment", PROV_RECONCILE_LOOKUP, appt_applies, appt_build,
      appt_parse},
@@ -382,6 +452,7 @@ const struct prov_ops prov_calendly = {
     .steps = calendly_steps,
     .nsteps = CS_ARRAY_LEN(calendly_steps),
     .rate = {10, 60000},
+    .probe = &calendly_probe,
 };
 
 const struct cal_ops cal_calendly = {

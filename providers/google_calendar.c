@@ -339,6 +339,48 @@ static void appt_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     cal_step_parse(&cal_google_calendar, ctx, rsp, res);
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------------- */
+
+/*
+ * One read: GET /calendar/v3/calendars/{calendarId} (Calendars: get) on
+ * the configured calendar ("primary" by default): the token is valid and
+ * may see that calendar; the answer names it and gives its time zone,
+ * the one events are read in. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    char *path = calendar_path(ctx, "");
+    int rc = cal_begin(ctx, rq, "GET", GCAL_BASE_URL, path, err);
+    free(path);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        gcal_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = cal_body(rsp);
+    const char *id = json_string_value(json_object_get(b, "id"));
+    if (!id)
+        cal_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the calendar answer has no id");
+    else
+        cal_done(res, json_pack(
+                          "{s:s,s:s?,s:s?}", "calendar_id", id, "summary",
+                          json_string_value(json_object_get(b, "summary")),
+                          "time_zone",
+                          json_string_value(json_object_get(b, "timeZone"))));
+    json_decref(b);
+}
+
+static const struct prov_step gcal_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step gcal_steps[] = {
     {"appointment", PROV_RECONCILE_KEY, appt_applies, appt_build,
      appt_parse},
@@ -349,6 +391,7 @@ const struct prov_ops prov_google_calendar = {
     .steps = gcal_steps,
     .nsteps = CS_ARRAY_LEN(gcal_steps),
     .rate = {600, 60000},
+    .probe = &gcal_probe,
 };
 
 const struct cal_ops cal_google_calendar = {

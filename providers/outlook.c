@@ -323,6 +323,63 @@ static void appt_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     cal_step_parse(&cal_outlook, ctx, rsp, res);
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------------- */
+
+/*
+ * One read: Get calendar (GET {mailbox}/calendar, the default one, or
+ * {mailbox}/calendars/{calendar_id}; Calendars.Read or
+ * Calendars.ReadWrite): the token is valid and opens that mailbox's
+ * calendar; the answer names it and its owner and says whether this
+ * token may write to it (canEdit), which every booking needs: a calendar
+ * it cannot edit is refused here. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    char *path = graph_path(ctx, cfg_str(ctx, "calendar_id") ? ""
+                                                             : "/calendar");
+    int rc = cal_begin(ctx, rq, "GET", GRAPH_BASE_URL, path, err);
+    free(path);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    CS_UNUSED(ctx);
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        graph_fail(rsp, res);
+        return;
+    }
+    json_t *b = cal_body(rsp);
+    const char *id = json_string_value(json_object_get(b, "id"));
+    const json_t *owner = json_object_get(b, "owner");
+    if (!id) {
+        cal_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the calendar answer has no id");
+    } else if (json_is_false(json_object_get(b, "canEdit"))) {
+        cal_fail(res, PROV_PERMANENT, "calendar_read_only",
+                 "the calendar '%.80s' cannot be edited with this token: "
+                 "bookings would be refused",
+                 json_string_value(json_object_get(b, "name"))
+                     ? json_string_value(json_object_get(b, "name"))
+                     : id);
+    } else {
+        cal_done(res,
+                 json_pack("{s:s,s:s?,s:s?,s:b}", "calendar_id", id, "name",
+                           json_string_value(json_object_get(b, "name")),
+                           "owner",
+                           json_string_value(json_object_get(owner,
+                                                             "address")),
+                           "can_edit", 1));
+    }
+    json_decref(b);
+}
+
+static const struct prov_step outlook_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step outlook_steps[] = {
     {"appointment", PROV_RECONCILE_KEY, appt_applies, appt_build,
      appt_parse},
@@ -333,6 +390,7 @@ const struct prov_ops prov_outlook = {
     .steps = outlook_steps,
     .nsteps = CS_ARRAY_LEN(outlook_steps),
     .rate = {10000, 600000},
+    .probe = &outlook_probe,
 };
 
 const struct cal_ops cal_outlook = {

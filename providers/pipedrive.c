@@ -1477,6 +1477,55 @@ static void activity_parse(struct prov_ctx *ctx,
 
 /* ------------------------------------------------------------------ */
 
+/* ---- Probe: callsyncctl connections test -------------------------- */
+
+/*
+ * One read: GET /api/v1/users/me ("Get current user data", the call the
+ * marketplace guide names for learning who a token belongs to: the user
+ * and the bound company's id, name and domain), at the company's own
+ * domain as every step goes. It proves the token and the domain routing;
+ * a company whose account is not open answers 402. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    return begin(ctx, rq, "GET", "/api/v1/users/me", err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    parse_begin(ctx, rsp, res);
+    if (!is_2xx(rsp->status)) {
+        pd_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = rsp->body_len ? json_loadb(rsp->body, rsp->body_len, 0, NULL)
+                              : NULL;
+    json_t *d = json_object_get(b, "data");
+    json_t *cid = json_object_get(d, "company_id");
+    if (!json_is_integer(cid)) {
+        set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the current user answer has no company_id");
+        json_decref(b);
+        return;
+    }
+    res->outcome = PROV_DONE;
+    json_decref(res->value);
+    res->value = json_pack(
+        "{s:O,s:s?,s:s?,s:O?,s:s?,s:s?}", "company_id", cid, "company_name",
+        json_string_value(json_object_get(d, "company_name")),
+        "company_domain",
+        json_string_value(json_object_get(d, "company_domain")), "user_id",
+        json_object_get(d, "id"), "user_name",
+        json_string_value(json_object_get(d, "name")), "time_zone",
+        json_string_value(json_object_get(d, "timezone_name")));
+    json_decref(b);
+}
+
+static const struct prov_step pd_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step pd_steps[] = {
     {"person", PROV_RECONCILE_LOOKUP, NULL, person_build, person_parse},
     {"note", PROV_RECONCILE_LOOKUP, NULL, note_build, note_parse},
@@ -1493,4 +1542,5 @@ const struct prov_ops prov_pipedrive = {
     .nsteps = CS_ARRAY_LEN(pd_steps),
     .rate = {20, 2000},
     .rate_scope = "company_domain",
+    .probe = &pd_probe,
 };

@@ -1341,6 +1341,66 @@ static void opportunity_parse(struct prov_ctx *ctx,
 }
 
 /* ------------------------------------------------------------------ */
+/* Probe: callsyncctl connections test                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * One read: the SOQL query the contact step starts with, reduced to
+ * "SELECT Id FROM <Lead|Contact> LIMIT 1" (REST API query resource) at
+ * the connection's instance URL and API version. It proves the token,
+ * the instance and version, and the user's read access to the object
+ * (an object the profile cannot see answers 400 INVALID_TYPE). The
+ * answer's Sforce-Limit-Info header tells the org's API usage, reported
+ * as found. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    if (check_object(ctx, err))
+        return CS_EINVAL;
+    struct buf b;
+    buf_init(&b, 256);
+    sf__puts(&b, "SELECT Id FROM ");
+    sf__puts(&b, object_of(ctx));
+    sf__puts(&b, " LIMIT 1");
+    return sf__begin_query(ctx, rq, &b, err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    sf__parse_begin(ctx, rsp, res);
+    if (!sf__is_2xx(rsp->status)) {
+        sf__fail(rsp, res);
+        return;
+    }
+    json_t *b = sf__body_json(rsp);
+    if (!sf__records_of(b)) {
+        sf__set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                     "the query answer has no records");
+        json_decref(b);
+        return;
+    }
+    char ver[8] = "";
+    int major = 0;
+    struct cs_err err = {0};
+    (void)sf__api_version(ctx, ver, &major, &err);
+    json_t *v = json_pack("{s:s,s:b,s:s}", "object", object_of(ctx),
+                          "readable", 1, "api_version", ver);
+    const char *inst = ctx->creds ? ctx->creds->instance_url : NULL;
+    if (inst && *inst)
+        json_object_set_new(v, "instance_url", json_string(inst));
+    const char *lim = prov_response_header(rsp, "sforce-limit-info");
+    if (lim)
+        json_object_set_new(v, "limit_info", json_string(lim));
+    sf__set_done(res, v);
+    json_decref(b);
+}
+
+static const struct prov_step sf_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
+/* ------------------------------------------------------------------ */
 
 static const struct prov_step sf_steps[] = {
     {"contact", PROV_RECONCILE_LOOKUP, NULL, contact_build, contact_parse},
@@ -1366,4 +1426,5 @@ const struct prov_ops prov_salesforce = {
     .nsteps = CS_ARRAY_LEN(sf_steps),
     .rate = {5, 1000},
     .rate_scope = "org_id",
+    .probe = &sf_probe,
 };

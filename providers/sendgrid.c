@@ -437,6 +437,95 @@ static void email_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                                   : 1000;
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------- */
+
+/*
+ * One read: GET /v3/scopes (API Key Permissions, "retrieve a list of
+ * scopes for which this user has access"), which answers with the scopes
+ * of the very key that authenticates it. The email step needs mail.send:
+ * a key without it (a restricted key made for something else) is refused
+ * here rather than with a 403 at the first confirmation. The sender
+ * (from_email) is checked as the email step would. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    const char *key = ctx->creds ? ctx->creds->api_key : NULL;
+    if (!key || !*key)
+        key = ctx->creds ? ctx->creds->access_token : NULL;
+    if (!key || !*key)
+        return cs_err_set(err, CS_EINVAL, "credentials",
+                          "no_credentials: the connection has no SendGrid "
+                          "API key");
+    const char *region = cfg_str(ctx, "region");
+    if (region && strcmp(region, "eu") != 0 && strcmp(region, "global") != 0)
+        return cs_err_set(err, CS_EINVAL, "config.region",
+                          "config_error: region must be eu or global");
+    if (!email_ok(cfg_str(ctx, "from_email")))
+        return cs_err_set(err, CS_EINVAL, "config.from_email",
+                          "config_error: from_email (the verified sender) "
+                          "is not set or not an e-mail address");
+    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url
+                       : region && strcmp(region, "eu") == 0
+                           ? SENDGRID_EU_BASE_URL
+                           : SENDGRID_BASE_URL;
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    rq->method = "GET";
+    rq->url = xasprintf("%.*s/v3/scopes", (int)bl, base);
+    char *auth = xasprintf("Bearer %s", key);
+    prov_request_header(rq, "Authorization", auth);
+    prov_request_header(rq, "Accept", "application/json");
+    free(auth);
+    return 0;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        email_parse(ctx, rsp, res);
+        return;
+    }
+    json_t *b = rsp->body_len ? json_loadb(rsp->body, rsp->body_len, 0, NULL)
+                              : NULL;
+    json_t *scopes = json_object_get(b, "scopes");
+    if (!json_is_array(scopes)) {
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the scopes answer has no scopes list");
+        json_decref(b);
+        return;
+    }
+    bool send = false;
+    size_t i;
+    json_t *sc;
+    json_array_foreach(scopes, i, sc) {
+        const char *v = json_string_value(sc);
+        send |= v && strcmp(v, "mail.send") == 0;
+    }
+    if (!send) {
+        prov_fail(res, PROV_PERMANENT, "missing_scope",
+                  "the API key lacks the mail.send permission (it has %zu "
+                  "other scopes): give it Mail Send access",
+                  json_array_size(scopes));
+        res->http_status = rsp->status;
+    } else {
+        res->outcome = PROV_DONE;
+        res->value = json_pack("{s:b,s:i,s:s,s:s}", "mail_send", 1,
+                               "scopes", (int)json_array_size(scopes),
+                               "from_email", cfg_str(ctx, "from_email"),
+                               "region", cfg_str(ctx, "region")
+                                             ? cfg_str(ctx, "region")
+                                             : "global");
+    }
+    json_decref(b);
+}
+
+static const struct prov_step sendgrid_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step sendgrid_steps[] = {
     {"email", PROV_RECONCILE_NONE, email_applies, email_build, email_parse},
 };
@@ -447,4 +536,5 @@ const struct prov_ops prov_sendgrid = {
     .nsteps = CS_ARRAY_LEN(sendgrid_steps),
     .rate = {100, 1000},
     .rate_scope = "connection",
+    .probe = &sendgrid_probe,
 };

@@ -1620,6 +1620,79 @@ static void send_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 }
 
 /* ------------------------------------------------------------------ */
+/* Probe: callsyncctl connections test                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Two reads (docs.stripe.com/api/accounts/retrieve, /api/customers/list):
+ * GET /v1/account names the account the key opens (the id that
+ * config.account_id should hold, its display name, country and default
+ * currency), then GET /v1/customers?limit=1 proves the key may read
+ * customers, which the customer step needs first (a restricted key
+ * without it answers 403). Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    bool second = json_object_get(ctx->scratch, "account_id") != NULL;
+    return begin(ctx, rq, "GET", second ? "/v1/customers?limit=1"
+                                        : "/v1/account",
+                 err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (!is_2xx(rsp->status)) {
+        stripe_fail(ctx, rsp, res);
+        return;
+    }
+    json_t *b = body_json(rsp);
+    if (!json_object_get(ctx->scratch, "account_id")) {
+        const char *id = id_of(b);
+        if (!id) {
+            set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                     "the account answer has no id");
+            json_decref(b);
+            return;
+        }
+        const char *k = secret_of(ctx);
+        const char *name = str_at(b, "settings.dashboard.display_name");
+        if (!name)
+            name = str_at(b, "business_profile.name");
+        json_t *v = json_pack(
+            "{s:s,s:s?,s:s?,s:s?,s:b}", "account_id", id, "name", name,
+            "country", json_string_value(json_object_get(b, "country")),
+            "default_currency",
+            json_string_value(json_object_get(b, "default_currency")),
+            "livemode", k && strstr(k, "_live_") != NULL);
+        json_object_update(ctx->scratch, v);
+        json_decref(v);
+        res->outcome = PROV_NEXT;
+        json_decref(b);
+        return;
+    }
+    if (!json_is_array(json_object_get(b, "data"))) {
+        set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                 "the customer list has no data");
+        json_decref(b);
+        return;
+    }
+    json_t *v = json_deep_copy(ctx->scratch);
+    json_object_set_new(v, "customers_readable", json_true());
+    const char *want = cfg_str(ctx, "account_id");
+    const char *got = json_string_value(json_object_get(v, "account_id"));
+    if (want && got && strcmp(want, got) != 0)
+        json_object_set_new(v, "configured_account_id", json_string(want));
+    set_done(res, v);
+    json_decref(b);
+}
+
+static const struct prov_step stripe_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
+/* ------------------------------------------------------------------ */
 
 /* Live keys: 100 requests/s; test keys: 25/s (docs.stripe.com/rate-limits,
  * per account, reads and writes each). */
@@ -1665,5 +1738,6 @@ const struct prov_ops prov_stripe = {
     .nsteps = CS_ARRAY_LEN(stripe_steps),
     .rate = {25, 1000},
     .rate_scope = "account_id",
+    .probe = &stripe_probe,
     .rate_of = stripe_rate_of,
 };

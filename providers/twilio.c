@@ -591,6 +591,101 @@ static void sms_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     json_decref(b);
 }
 
+/* ---- Probe: callsyncctl connections test -------------------------- */
+
+/*
+ * One read, with the configured account and credentials. With the
+ * account's Auth Token: GET /2010-04-01/Accounts/{AccountSid}.json (the
+ * Account resource: its friendly_name, status active|suspended|closed,
+ * type Trial|Full); a suspended or closed account sends nothing. With an
+ * API key (api_key_sid): Twilio lets only Main keys read /Accounts
+ * (twilio.com/docs/iam/api-keys, key types), so the check is the
+ * account's message list instead, GET .../Messages.json?PageSize=1,
+ * which is what the sms step reads when it reconciles. The sender
+ * settings are checked as the sms step would (from or
+ * messaging_service_sid). Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    const char *sid = cfg_str(ctx, "account_sid");
+    if (!sid_ok(sid, "AC"))
+        return cs_err_set(err, CS_EINVAL, "config.account_sid",
+                          "config_error: account_sid must be the account's "
+                          "SID (AC and 32 hex digits)");
+    const char *key = cfg_str(ctx, "api_key_sid");
+    if (key && !sid_ok(key, "SK"))
+        return cs_err_set(err, CS_EINVAL, "config.api_key_sid",
+                          "config_error: api_key_sid must be an API key SID "
+                          "(SK and 32 hex digits)");
+    const char *svc = cfg_str(ctx, "messaging_service_sid");
+    if (svc && !sid_ok(svc, "MG"))
+        return cs_err_set(err, CS_EINVAL, "config.messaging_service_sid",
+                          "config_error: messaging_service_sid must be MG "
+                          "and 32 hex digits");
+    if (!svc && !cfg_str(ctx, "from"))
+        return cs_err_set(err, CS_EINVAL, "config.from",
+                          "config_error: set from (the sender) or "
+                          "messaging_service_sid");
+    char *path = key ? xasprintf("/2010-04-01/Accounts/%s/Messages.json"
+                                 "?PageSize=1", sid)
+                     : xasprintf("/2010-04-01/Accounts/%s.json", sid);
+    int rc = begin(ctx, rq, "GET", path, err);
+    free(path);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    res->http_status = rsp->status;
+    if (rsp->status < 200 || rsp->status >= 300) {
+        twilio_fail(rsp, res);
+        return;
+    }
+    json_t *b = body_json(rsp);
+    const char *key = cfg_str(ctx, "api_key_sid");
+    const char *sid = cfg_str(ctx, "account_sid");
+    const char *svc = cfg_str(ctx, "messaging_service_sid");
+    if (key) {
+        if (!json_is_array(json_object_get(b, "messages"))) {
+            prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                      "the message list has no messages");
+        } else {
+            res->outcome = PROV_DONE;
+            res->value = json_pack("{s:s,s:s,s:b,s:s?,s:s?}", "account_sid",
+                                   sid, "api_key_sid", key,
+                                   "messages_readable", 1, "from",
+                                   cfg_str(ctx, "from"),
+                                   "messaging_service_sid", svc);
+        }
+        json_decref(b);
+        return;
+    }
+    const char *got = json_string_value(json_object_get(b, "sid"));
+    const char *status = json_string_value(json_object_get(b, "status"));
+    if (!got) {
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the account answer has no sid");
+    } else if (status && strcmp(status, "active") != 0) {
+        prov_fail(res, PROV_PERMANENT, "account_not_active",
+                  "the Twilio account %s is %s: it sends nothing", got,
+                  status);
+    } else {
+        res->outcome = PROV_DONE;
+        res->value = json_pack(
+            "{s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "account_sid", got,
+            "friendly_name",
+            json_string_value(json_object_get(b, "friendly_name")), "status",
+            status, "type", json_string_value(json_object_get(b, "type")),
+            "from", cfg_str(ctx, "from"), "messaging_service_sid", svc);
+    }
+    json_decref(b);
+}
+
+static const struct prov_step twilio_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step twilio_steps[] = {
     {"sms", PROV_RECONCILE_LOOKUP, sms_applies, sms_build, sms_parse},
 };
@@ -601,4 +696,5 @@ const struct prov_ops prov_twilio = {
     .nsteps = CS_ARRAY_LEN(twilio_steps),
     .rate = {10, 1000},
     .rate_scope = "account_sid",
+    .probe = &twilio_probe,
 };

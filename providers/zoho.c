@@ -1052,6 +1052,97 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 
 /* ------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------ */
+/* Probe: callsyncctl connections test                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Two reads at the connection's API domain. First the configured module's
+ * records, GET /crm/v8/{module}?fields=Last_Name&per_page=1 (Get
+ * Records; fields is mandatory): the token is valid and holds the
+ * module's READ scope, which every search of the record step needs.
+ * Then the organisation, GET /crm/v8/org (Get Organization Data: its id,
+ * company name and time zone) for the operator to see which org the
+ * token opens; that one needs ZohoCRM.org.READ, which a sync does not,
+ * so a token without it (OAUTH_SCOPE_MISMATCH) still passes, saying the
+ * org was not readable. Nothing is written.
+ */
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    const char *module;
+    if (need_module(ctx, &module, err))
+        return CS_EINVAL;
+    if (json_object_get(ctx->scratch, "module"))
+        return begin(ctx, rq, "GET", "/org", err);
+    char *path = xasprintf("/%s?fields=Last_Name&per_page=1", module);
+    int rc = begin(ctx, rq, "GET", path, err);
+    free(path);
+    return rc;
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    parse_begin(rsp, res);
+    bool org = json_object_get(ctx->scratch, "module") != NULL;
+    json_t *b = body_json(rsp);
+    if (!org) {
+        /* 204: the module is readable and empty. */
+        if (!is_2xx(rsp->status) ||
+            (rsp->status != 204 && !json_is_array(json_object_get(b,
+                                                                  "data")))) {
+            json_decref(b);
+            if (is_2xx(rsp->status))
+                set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                         "the records answer has no data");
+            else
+                zoho_fail(rsp, res);
+            return;
+        }
+        json_object_set_new(ctx->scratch, "module",
+                            json_string(module_of(ctx)));
+        json_object_set_new(ctx->scratch, "records_readable", json_true());
+        res->outcome = PROV_NEXT;
+        json_decref(b);
+        return;
+    }
+    const json_t *e = error_of(b);
+    if (!is_2xx(rsp->status) && e && code_is(e, "OAUTH_SCOPE_MISMATCH")) {
+        json_object_set_new(ctx->scratch, "org",
+                            json_string("not readable: the token lacks "
+                                        "ZohoCRM.org.READ"));
+    } else if (!is_2xx(rsp->status)) {
+        json_decref(b);
+        zoho_fail(rsp, res);
+        return;
+    } else {
+        const json_t *o = json_array_get(json_object_get(b, "org"), 0);
+        const json_t *id = json_object_get(o, "id");
+        if (!json_is_string(id)) {
+            set_fail(res, PROV_PERMANENT, "unexpected_answer",
+                     "the organization answer has no org[0].id");
+            json_decref(b);
+            return;
+        }
+        json_t *v = json_pack(
+            "{s:O,s:s?,s:s?,s:s?,s:s?}", "org_id", id, "zgid",
+            json_string_value(json_object_get(o, "zgid")), "company_name",
+            json_string_value(json_object_get(o, "company_name")),
+            "time_zone", json_string_value(json_object_get(o, "time_zone")),
+            "currency", json_string_value(json_object_get(o, "iso_code")));
+        json_object_update(ctx->scratch, v);
+        json_decref(v);
+    }
+    res->outcome = PROV_DONE;
+    json_decref(res->value);
+    res->value = json_deep_copy(ctx->scratch);
+    json_decref(b);
+}
+
+static const struct prov_step zoho_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
 static const struct prov_step zoho_steps[] = {
     {"record", PROV_RECONCILE_LOOKUP, NULL, record_build, record_parse},
     {"note", PROV_RECONCILE_LOOKUP, NULL, note_build, note_parse},
@@ -1065,4 +1156,5 @@ const struct prov_ops prov_zoho = {
     .nsteps = CS_ARRAY_LEN(zoho_steps),
     .rate = {5, 1000},
     .rate_scope = "zoho_org_id",
+    .probe = &zoho_probe,
 };

@@ -127,6 +127,26 @@ static inline void ct_parse(struct ct *t, const struct prov_ops *ops,
     ops->steps[0].parse(&t->ctx, rsp, res);
 }
 
+/* Build the probe's next request into t->rq (callsyncctl connections
+ * test); 0, or the build's error with err filled. */
+static inline int ct_probe_build(struct ct *t, const struct prov_ops *ops,
+                                 struct cs_err *err)
+{
+    prov_request_release(&t->rq);
+    cr_assert_not_null(ops->probe, "%s has no probe", ops->name);
+    return ops->probe->build(&t->ctx, &t->rq, err);
+}
+
+/* Parse an answer to the probe's last request. */
+static inline void ct_probe_parse(struct ct *t, const struct prov_ops *ops,
+                                  const struct prov_response *rsp,
+                                  struct prov_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->retry_after_ms = -1;
+    ops->probe->parse(&t->ctx, rsp, res);
+}
+
 static inline int64_t ct_ms(const char *s)
 {
     int64_t v = 0;

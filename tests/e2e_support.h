@@ -48,6 +48,9 @@ static int worker_request_timeout_ms; /* 0: the worker's default */
 static const char *worker_env_extra[4];
 /* Up to two more for the next start_ingest. */
 static const char *ingest_env_extra[2];
+/* Up to eight more sandbox arguments ("--calendly-token", "T", ...) for
+ * the next e2e_setup. */
+static const char *sandbox_args_extra[8];
 
 /* ---- Processes --------------------------------------------------------- */
 
@@ -102,7 +105,14 @@ static inline void start_sandbox(int latency_ms)
                     (char *)"--pipedrive-rate", (char *)"1000000",
                     (char *)"--zoho-token", (char *)ZOHO_TOKEN,
                     (char *)"--zoho-credits", (char *)"100000000",
-                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL};
+                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL,
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    for (size_t i = 0; i < CS_ARRAY_LEN(sandbox_args_extra); i++)
+        if (sandbox_args_extra[i])
+            argv[n++] = (char *)sandbox_args_extra[i];
     char log[200];
     snprintf(log, sizeof(log), "%s/sandbox.log", dir);
     sandbox_pid = it_spawn(argv, NULL, log);
@@ -278,9 +288,21 @@ static inline int ctl_run_out(const char *args, char **out)
         "CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL="
         "'redis://127.0.0.1:%d/0' CALLSYNC_ENCRYPTION_KEYS='%s' "
         "CALLSYNC_PROVIDER_BASE_URLS='hubspot=http://127.0.0.1:%d/hubspot,"
-        "gohighlevel=http://127.0.0.1:%d/gohighlevel' "
+        "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
+        "google_calendar=http://127.0.0.1:%d/google_calendar,"
+        "cal_com=http://127.0.0.1:%d/cal_com,"
+        "calendly=http://127.0.0.1:%d/calendly,"
+        "outlook=http://127.0.0.1:%d/outlook,"
+        "stripe=http://127.0.0.1:%d/stripe,"
+        "twilio=http://127.0.0.1:%d/twilio,"
+        "sendgrid=http://127.0.0.1:%d/sendgrid,"
+        "pipedrive=http://127.0.0.1:%d/pipedrive,"
+        "zoho=http://127.0.0.1:%d/zoho,"
+        "salesforce=http://127.0.0.1:%d/salesforce' "
         "'%s' %s >'%s' 2>&1",
-        db.url, redis_port, keys, sandbox_port, sandbox_port,
+        db.url, redis_port, keys, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, sandbox_port, sandbox_port, sandbox_port,
         CS_BIN_DIR "/callsyncctl", args, path);
     int st = system(cmd);
     free(cmd);
@@ -360,6 +382,7 @@ static inline void e2e_teardown(void)
     worker_pid = 0;
     memset(worker_env_extra, 0, sizeof(worker_env_extra));
     memset(ingest_env_extra, 0, sizeof(ingest_env_extra));
+    memset(sandbox_args_extra, 0, sizeof(sandbox_args_extra));
     tpg_teardown(&db);
     cs_keyring_free(kr);
     free(org);

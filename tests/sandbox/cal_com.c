@@ -2,6 +2,7 @@
  * cal_com.c - Cal.com API v2 in the sandbox, under /cal_com (the real
  * base is https://api.cal.com):
  *
+ *   GET  /v2/me                                       the key's user
  *   GET  /v2/slots?eventTypeId&start&end[&timeZone]   cal-api-version
  *                                                     2024-09-04
  *   POST /v2/bookings                                 2024-08-13
@@ -311,6 +312,14 @@ void calcom_sb_handle(struct sb *s, const struct sb_req *rq,
         sb_resp_header(out, "Retry-After: %lld",
                        (long long)(sbc_rate_reset_ms(s, SBC_CALCOM) + 999) /
                            1000);
+    } else if (strcmp(rq->sub, "/v2/me") == 0 && rq->method == HTTP_GET) {
+        sb_resp_json(out, 200,
+                     json_pack("{s:s,s:{s:i,s:s,s:s,s:s,s:s,s:i,s:s,s:s}}",
+                               "status", "success", "data", "id", 4201,
+                               "username", "sandbox-host", "email",
+                               "host@example.com", "name", "Sandbox Host",
+                               "timeZone", "America/Chicago", "timeFormat",
+                               12, "weekStart", "Monday", "locale", "en"));
     } else if (strcmp(rq->sub, "/v2/slots") == 0 && rq->method == HTTP_GET) {
         slots(s, rq, out);
     } else if (strcmp(rq->sub, "/v2/bookings") == 0 &&

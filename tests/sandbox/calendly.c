@@ -3,6 +3,7 @@
  * base is https://api.calendly.com):
  *
  *   GET  /users/me
+ *   GET  /event_types/{uuid}                        (Get Event Type)
  *   GET  /event_type_available_times?event_type&start_time&end_time
  *   POST /invitees                                  (Scheduling API)
  *   GET  /scheduled_events?user|organization&invitee_email&
@@ -270,6 +271,20 @@ void calendly_sb_handle(struct sb *s, const struct sb_req *rq,
                                "slug", "sandbox", "email", "host@example.com",
                                "timezone", "UTC", "current_organization",
                                ORG_URI));
+    } else if (strncmp(rq->sub, "/event_types/", 13) == 0 &&
+               rq->sub[13] && !strchr(rq->sub + 13, '/') &&
+               rq->method == HTTP_GET) {
+        json_t *uri = json_sprintf(API "%s", rq->sub);
+        sb_resp_json(
+            out, 200,
+            json_pack("{s:{s:o,s:s,s:b,s:s,s:i,s:s,s:s,s:s,s:{s:s,s:s,s:s}}}",
+                      "resource", "uri", uri, "name", "Roof inspection",
+                      "active", 1, "slug", "roof-inspection", "duration", 30,
+                      "kind", "solo", "type", "StandardEventType",
+                      "scheduling_url",
+                      "https://calendly.com/sandbox/roof-inspection",
+                      "profile", "type", "User", "name", "Sandbox Host",
+                      "owner", USER_URI));
     } else if (strcmp(rq->sub, "/event_type_available_times") == 0 &&
                rq->method == HTTP_GET) {
         available_times(s, rq, out);

@@ -5,6 +5,7 @@
  *   POST /calendar/v3/freeBusy
  *   POST /calendar/v3/calendars/{calendarId}/events[?sendUpdates=]
  *   GET  /calendar/v3/calendars/{calendarId}/events/{eventId}
+ *   GET  /calendar/v3/calendars/{calendarId}     (Calendars: get)
  *
  * Shapes follow Google's reference and error guide: errors are
  * {"error": {"errors": [{"domain", "reason", "message"}], "code",
@@ -222,6 +223,20 @@ void gcal_sb_handle(struct sb *s, const struct sb_req *rq,
     }
     const char *c = p + sizeof(cals) - 1;
     const char *ev = strstr(c, "/events");
+    if (!ev && *c && !strchr(c, '/') && rq->method == HTTP_GET) {
+        /* Calendars: get. "primary" is the token's own calendar. */
+        char *cal = sb_url_decode(c, strlen(c), false);
+        bool primary = strcmp(cal, "primary") == 0;
+        sb_resp_json(out, 200,
+                     json_pack("{s:s,s:s,s:s,s:s,s:s}", "kind",
+                               "calendar#calendar", "etag", "\"sb-cal-1\"",
+                               "id", primary ? "host@example.com" : cal,
+                               "summary",
+                               primary ? "host@example.com" : "Sandbox",
+                               "timeZone", "America/Chicago"));
+        free(cal);
+        return;
+    }
     if (!ev || ev == c) {
         fail(out, 404, "notFound", "Not Found");
         return;

@@ -5,6 +5,8 @@
  *   POST /v1.0/{me|users/{id}}[/calendars/{calId}]/events
  *   GET  /v1.0/{me|users/{id}}[/calendars/{calId}]/calendarView?
  *        startDateTime&endDateTime[&$top][&$skip][&$select]
+ *   GET  /v1.0/{me|users/{id}}/calendar, .../calendars/{calId}   the
+ *        calendar (canEdit, owner)
  *
  * Errors are Graph's {"error": {"code", "message", "innerError": {"date",
  * "request-id", "client-request-id"}}}: 401 InvalidAuthenticationToken
@@ -271,6 +273,22 @@ void outlook_sb_handle(struct sb *s, const struct sb_req *rq,
     } else if (!split_path(rq->sub, mailbox, sizeof(mailbox), cal,
                            sizeof(cal), &rest)) {
         fail(out, 400, "BadRequest", "Resource not found for the segment.");
+    } else if (rq->method == HTTP_GET &&
+               ((!*rest && cal[0]) || (!strcmp(rest, "/calendar") &&
+                                       !cal[0]))) {
+        /* Get calendar: the mailbox's default one, or by id. */
+        char *addr = strcmp(mailbox, "me") == 0
+                         ? xstrdup("host@example.com")
+                         : xstrdup(mailbox);
+        sb_resp_json(
+            out, 200,
+            json_pack("{s:s,s:s,s:s,s:b,s:b,s:b,s:{s:s,s:s}}", "id",
+                      cal[0] ? cal : "AAMkAGI2TGuLAAA=", "name",
+                      cal[0] ? "Bookings" : "Calendar", "color", "auto",
+                      "canEdit", 1, "canShare", 1, "isDefaultCalendar",
+                      !cal[0], "owner", "name", "Sandbox Host", "address",
+                      addr));
+        free(addr);
     } else if (strcmp(rest, "/events") == 0 && rq->method == HTTP_POST) {
         create(s, rq, mailbox, cal, out);
     } else if (strcmp(rest, "/calendarView") == 0 &&

@@ -8,6 +8,7 @@
  *   POST /api/v2/persons      GET|PATCH /api/v2/persons/{id}
  *   GET  /api/v1/notes?person_id&deal_id&org_id&start&limit&sort
  *   POST /api/v1/notes
+ *   GET  /api/v1/users/me     the token's user and its company
  *   GET  /api/v2/deals?person_id&pipeline_id&stage_id&status&owner_id&
  *        org_id&limit&cursor      POST /api/v2/deals
  *   GET  /api/v2/activities?person_id&deal_id&owner_id&org_id&sort_by&
@@ -1327,6 +1328,16 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
                                : fail(out, 404, "Person not found");
     else if (id && m == HTTP_PATCH)
         person_update(s, rq, id, out);
+    else if ((strcmp(p, "/api/v1/users/me") == 0 ||
+              strcmp(p, "/v1/users/me") == 0) && get)
+        ok(out, 200,
+           json_pack("{s:i,s:s,s:s,s:s,s:b,s:b,s:s,s:i,s:s,s:s,s:s}", "id",
+                     777, "name", "Dana Desk", "email", "dana@acme.example",
+                     "default_currency", "USD", "active_flag", 1,
+                     "is_admin", 1, "timezone_name", "America/New_York",
+                     "company_id", 5566, "company_name", "Acme Roofing",
+                     "company_domain", "acme", "locale", "en_US"),
+           NULL);
     else if ((strcmp(p, "/api/v1/notes") == 0 ||
               strcmp(p, "/v1/notes") == 0) && get)
         note_list(s, rq, out);

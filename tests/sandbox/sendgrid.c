@@ -3,6 +3,7 @@
  * /sendgrid:
  *
  *   POST /v3/mail/send     202 Accepted, no body, X-Message-Id
+ *   GET  /v3/scopes        {"scopes": [...]}, mail.send among them
  *
  * As the API does (sendgrid-oai tsg_mail_v3.json, the Mail Send errors
  * page): "Authorization: Bearer <key>", any key shaped "SG.<id>.<secret>"
@@ -514,6 +515,17 @@ void sendgrid_handle(struct sb *s, const struct sb_req *rq,
         sb_resp_json(out, 401, sendgrid_error_body(401));
     } else if (g->used >= g->rate) {
         sb_resp_json(out, 429, sendgrid_error_body(429));
+    } else if (strcmp(rq->sub, "/v3/scopes") == 0) {
+        g->used++;
+        if (rq->method != HTTP_GET)
+            sb_resp_json(out, 405, one_error(NULL, "method not allowed"));
+        else
+            /* The scopes of a full-access key, as far as callsync cares. */
+            sb_resp_json(out, 200,
+                         json_pack("{s:[s,s,s,s,s,s]}", "scopes",
+                                   "alerts.read", "mail.batch.read",
+                                   "mail.send", "scopes.read",
+                                   "templates.read", "user.profile.read"));
     } else if (strcmp(rq->sub, "/v3/mail/send") != 0) {
         sb_resp_json(out, 404, one_error(NULL, "resource not found"));
     } else if (rq->method != HTTP_POST) {

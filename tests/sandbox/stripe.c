@@ -1320,7 +1320,21 @@ static void route(struct sb_stripe *st, const struct sb_req *rq,
         return;
     }
     const char *what = seg[0];
-    if (strcmp(what, "customers") == 0) {
+    if (strcmp(what, "account") == 0 && n == 1 && get) {
+        /* Retrieve account: the platform account the key belongs to. */
+        sb_resp_json(out, 200,
+                     json_pack("{s:s,s:s,s:{s:s,s:s?},s:s,s:b,s:b,s:s,"
+                               "s:b,s:s,s:{s:{s:s,s:s}},s:s}",
+                               "id", "acct_sandbox", "object", "account",
+                               "business_profile", "name", "Acme Roofing",
+                               "url", NULL, "business_type", "company",
+                               "charges_enabled", 1, "payouts_enabled", 1,
+                               "country", "US", "details_submitted", 1,
+                               "default_currency", "usd", "settings",
+                               "dashboard", "display_name", "Acme Roofing",
+                               "timezone", "America/New_York", "type",
+                               "standard"));
+    } else if (strcmp(what, "customers") == 0) {
         if (n == 1 && post)
             customer_create(st, rq, p, live, out);
         else if (n == 1 && get)

@@ -4,6 +4,9 @@
  *
  *   POST /2010-04-01/Accounts/{AccountSid}/Messages.json   201 a Message
  *   GET  /2010-04-01/Accounts/{AccountSid}/Messages.json   the list
+ *   GET  /2010-04-01/Accounts/{AccountSid}.json            the Account
+ *                                (with its Auth Token only, as for a
+ *                                Standard API key Twilio refuses it)
  *
  * As the API does (twilio-oai twilio_api_v2010.json, the error
  * reference): HTTP Basic with an Account SID (AC...) or API key SID
@@ -574,13 +577,18 @@ void twilio_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     static const char pre[] = "/2010-04-01/Accounts/";
     const char *p = rq->sub;
     char sid[64] = "";
+    bool account = false;
     bool ok = strncmp(p, pre, sizeof(pre) - 1) == 0;
     if (ok) {
         const char *a = p + sizeof(pre) - 1;
         size_t n = strcspn(a, "/");
-        ok = n < sizeof(sid) && strcmp(a + n, "/Messages.json") == 0;
+        account = n > 5 && n - 5 < sizeof(sid) && !a[n] &&
+                  strcmp(a + n - 5, ".json") == 0;
+        ok = account ||
+             (n < sizeof(sid) && strcmp(a + n, "/Messages.json") == 0);
         if (ok)
-            snprintf(sid, sizeof(sid), "%.*s", (int)n, a);
+            snprintf(sid, sizeof(sid), "%.*s", (int)(account ? n - 5 : n),
+                     a);
     }
     if (!ok || !sid_ok(sid, strlen(sid), "AC")) {
         fail(out, 404, 20404, "The requested resource %s was not found",
@@ -589,6 +597,26 @@ void twilio_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     }
     if (strncmp(user, "AC", 2) == 0 && strcmp(user, sid) != 0) {
         sb_resp_json(out, 401, twilio_error_body(401));
+        return;
+    }
+    if (account) {
+        /* Fetch an Account: only with the account's own Auth Token (a
+         * Standard API key may not read /Accounts). */
+        if (rq->method != HTTP_GET) {
+            fail(out, 405, 20004, "Method not allowed");
+        } else if (strncmp(user, "AC", 2) != 0) {
+            sb_resp_json(out, 401, twilio_error_body(401));
+        } else {
+            json_t *a = json_pack(
+                "{s:s,s:s,s:s,s:s,s:s,s:s}", "sid", sid, "owner_account_sid",
+                sid, "friendly_name", "Acme Roofing", "status", "active",
+                "type", "Full", "date_created",
+                "Tue, 03 Feb 2026 10:00:00 +0000");
+            json_object_set_new(a, "uri",
+                                json_sprintf("/2010-04-01/Accounts/%s.json",
+                                             sid));
+            sb_resp_json(out, 200, a);
+        }
         return;
     }
     if (rq->method == HTTP_POST)

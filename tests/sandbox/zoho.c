@@ -6,6 +6,8 @@
  *   POST /crm/v8/{module}/upsert      GET|PUT /crm/v8/{module}/{id}
  *   GET  /crm/v8/{module}/{id}/Notes?fields&page&per_page
  *   POST /crm/v8/{module}/{id}/Notes
+ *   GET  /crm/v8/{Leads|Contacts}?fields&per_page&page   (Get Records)
+ *   GET  /crm/v8/org                  the organisation
  *
  * Auth: "Authorization: Zoho-oauthtoken <token>" (any token unless
  * --zoho-token names some); otherwise 401 {"code": "INVALID_TOKEN",
@@ -638,6 +640,71 @@ static void note_create(struct sb *s, const struct sb_req *rq,
 
 /* ---- Routing ------------------------------------------------------------ */
 
+/* Get Organization Data: the one org the sandbox stands for. */
+static void org_data(struct sb_resp *out)
+{
+    sb_resp_json(out, 200,
+                 json_pack("{s:[{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}]}", "org",
+                           "id", "4150868000000225013", "zgid",
+                           "4150868000000225002", "company_name",
+                           "Acme Roofing", "time_zone", "America/New_York",
+                           "country_code", "US", "iso_code", "USD",
+                           "currency", "US Dollar - USD", "primary_email",
+                           "admin@acme.example"));
+}
+
+/* Get Records: fields is mandatory; per_page (1..200, default 200) and
+ * page; 204 when there is nothing to show. */
+static void record_list(struct sb *s, const struct sb_req *rq, int type,
+                        struct sb_resp *out)
+{
+    char *fields = sb_query_param(rq->query, "fields");
+    char *pp = sb_query_param(rq->query, "per_page");
+    char *pg = sb_query_param(rq->query, "page");
+    long per = pp && *pp ? strtol(pp, NULL, 10) : 200;
+    long page = pg && *pg ? strtol(pg, NULL, 10) : 1;
+    if (!fields || !*fields) {
+        top_error(out, 400, "REQUIRED_PARAM_MISSING",
+                  "One of the expected parameter is missing",
+                  json_pack("{s:s}", "param_name", "fields"));
+    } else if (per < 1 || per > 200 || page < 1) {
+        top_error(out, 400, "INVALID_DATA", "invalid data",
+                  json_pack("{s:s}", "param_name",
+                            per < 1 || per > 200 ? "per_page" : "page"));
+    } else {
+        const json_t *all = s->zoho->list[type];
+        size_t total = json_array_size(all);
+        size_t from = (size_t)((page - 1) * per);
+        json_t *data = json_array();
+        for (size_t i = from; i < total && i < from + (size_t)per; i++) {
+            json_t *r = pub(json_array_get(all, i));
+            json_t *o = json_pack("{s:O}", "id", json_object_get(r, "id"));
+            char *save = NULL;
+            for (char *f = strtok_r(fields, ",", &save); f;
+                 f = strtok_r(NULL, ",", &save)) {
+                json_t *v = json_object_get(r, f);
+                json_object_set(o, f, v ? v : json_null());
+            }
+            json_array_append_new(data, o);
+            json_decref(r);
+        }
+        if (!json_array_size(data)) {
+            json_decref(data);
+            out->status = 204;
+        } else {
+            size_t got = json_array_size(data);
+            sb_resp_json(out, 200,
+                         json_pack("{s:o,s:{s:i,s:i,s:i,s:b}}", "data", data,
+                                   "info", "per_page", (int)per, "count",
+                                   (int)got, "page", (int)page,
+                                   "more_records", from + got < total));
+        }
+    }
+    free(fields);
+    free(pp);
+    free(pg);
+}
+
 static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
 {
     const char *p = rq->sub;
@@ -666,10 +733,14 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
     int m = rq->method;
     if (n < 1 || *p) {
         sb_resp_json(out, 404, zoho_error_body(404));
+    } else if (n == 1 && strcmp(seg[0], "org") == 0 && m == HTTP_GET) {
+        org_data(out);
     } else if (type < 0) {
         top_error(out, 400, "INVALID_MODULE",
                   "the module name given seems to be invalid",
                   json_pack("{s:s}", "module", seg[0]));
+    } else if (n == 1 && m == HTTP_GET) {
+        record_list(s, rq, type, out);
     } else if (n == 2 && strcmp(seg[1], "search") == 0 && m == HTTP_GET) {
         search(s, rq, type, out);
     } else if (n == 2 && strcmp(seg[1], "upsert") == 0 && m == HTTP_POST) {

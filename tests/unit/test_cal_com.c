@@ -211,3 +211,48 @@ Test(calcom, availability_from_slots)
     cal_slots_release(&s);
     ct_release(&t);
 }
+
+Test(cal_com_probe, reads_my_profile)
+{
+    struct ct t;
+    ct_init(&t, "{\"event_type_id\":\"1234\"}");
+    struct cs_err err = {0};
+    struct ct_rsp x;
+    struct prov_result res;
+    cr_assert_eq(ct_probe_build(&t, &prov_cal_com, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t.rq.method, "GET");
+    cr_expect_str_eq(t.rq.url, "https://api.cal.com/v2/me");
+    cr_expect_str_eq(ct_header(&t.rq, "Authorization"), "Bearer tok_test_1");
+    cr_expect_null(t.rq.body);
+    ct_probe_parse(&t, &prov_cal_com,
+                   ct_rsp(&x, 200,
+                          "{\"status\":\"success\",\"data\":{\"id\":123,"
+                          "\"username\":\"jane\",\"email\":\"jane@example."
+                          "com\",\"timeZone\":\"Europe/Berlin\",\"locale\":"
+                          "\"en\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_eq(json_integer_value(json_object_get(res.value, "user_id")),
+                 123);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "time_zone")),
+                     "Europe/Berlin");
+    cr_expect_eq(json_integer_value(json_object_get(res.value,
+                                                    "event_type_id")),
+                 1234);
+    prov_result_release(&res);
+    ct_probe_parse(&t, &prov_cal_com,
+                   ct_rsp(&x, 401,
+                          "{\"status\":\"error\",\"error\":{\"code\":"
+                          "\"UnauthorizedException\",\"message\":\"Invalid "
+                          "Access Token.\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    json_object_set_new(t.config, "event_type_id", json_string("abc"));
+    cr_expect_eq(ct_probe_build(&t, &prov_cal_com, &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "event_type_id"), "%s", err.msg);
+    ct_release(&t);
+}

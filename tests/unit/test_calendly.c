@@ -229,3 +229,82 @@ Test(calendly, availability_one_week_per_request)
     cal_slots_release(&s);
     ct_release(&t);
 }
+
+Test(calendly_probe, reads_the_user_then_the_event_type)
+{
+    struct ct t;
+    ct_init(&t, "{\"event_type_uri\":\"" ET "\"}");
+    struct cs_err err = {0};
+    struct ct_rsp x;
+    struct prov_result res;
+    cr_assert_eq(ct_probe_build(&t, ops(), &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t.rq.method, "GET");
+    cr_expect_str_eq(t.rq.url, "https://api.calendly.com/users/me");
+    cr_expect_str_eq(ct_header(&t.rq, "Authorization"), "Bearer tok_test_1");
+    ct_probe_parse(&t, ops(),
+                   ct_rsp(&x, 200,
+                          "{\"resource\":{\"uri\":\"" USER "\",\"name\":"
+                          "\"Host\",\"timezone\":\"America/New_York\","
+                          "\"current_organization\":\"https://api.calendly."
+                          "com/organizations/ORG\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_assert_eq(res.outcome, PROV_NEXT);
+    t.ctx.base_url = "http://sb/calendly";
+    cr_assert_eq(ct_probe_build(&t, ops(), &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t.rq.url,
+                     "http://sb/calendly/event_types/ETAAAAAAAAAAAAAA");
+    cr_expect_null(t.rq.body);
+    ct_probe_parse(&t, ops(),
+                   ct_rsp(&x, 200,
+                          "{\"resource\":{\"uri\":\"" ET "\",\"name\":"
+                          "\"15 Minute Meeting\",\"active\":true,"
+                          "\"duration\":15,\"kind\":\"solo\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "user_uri")), USER);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "time_zone")),
+                     "America/New_York");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "event_type")),
+                     "15 Minute Meeting");
+    cr_expect_eq(json_integer_value(json_object_get(res.value,
+                                                    "duration_minutes")),
+                 15);
+    prov_result_release(&res);
+    ct_probe_parse(&t, ops(),
+                   ct_rsp(&x, 200,
+                          "{\"resource\":{\"uri\":\"" ET "\",\"active\":"
+                          "false}}", NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(res.code, "event_type_inactive");
+    prov_result_release(&res);
+    ct_release(&t);
+}
+
+Test(calendly_probe, bad_token_and_missing_event_type)
+{
+    struct ct t;
+    ct_init(&t, "{\"event_type_uri\":\"" ET "\"}");
+    struct cs_err err = {0};
+    struct ct_rsp x;
+    struct prov_result res;
+    cr_assert_eq(ct_probe_build(&t, ops(), &err), 0);
+    ct_probe_parse(&t, ops(),
+                   ct_rsp(&x, 401,
+                          "{\"title\":\"Unauthenticated\",\"message\":"
+                          "\"The access token is invalid\"}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    cr_expect_str_eq(res.code, "unauthenticated");
+    prov_result_release(&res);
+    json_object_del(t.config, "event_type_uri");
+    cr_expect_eq(ct_probe_build(&t, ops(), &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "event_type_uri"), "%s", err.msg);
+    ct_release(&t);
+}

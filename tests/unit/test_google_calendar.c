@@ -247,3 +247,55 @@ Test(gcal, availability_from_freebusy)
     cr_expect_eq(s.n, 0);
     ct_release(&t);
 }
+
+Test(google_calendar_probe, gets_the_calendar)
+{
+    struct ct t;
+    ct_init(&t, "{\"calendar_id\":\"team@example.com\"}");
+    struct cs_err err = {0};
+    struct ct_rsp x;
+    struct prov_result res;
+    cr_assert_eq(ct_probe_build(&t, &prov_google_calendar, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(t.rq.method, "GET");
+    cr_expect_str_eq(t.rq.url, "https://www.googleapis.com/calendar/v3/"
+                               "calendars/team%40example.com");
+    cr_expect_str_eq(ct_header(&t.rq, "Authorization"), "Bearer tok_test_1");
+    cr_expect_null(t.rq.body);
+    ct_probe_parse(&t, &prov_google_calendar,
+                   ct_rsp(&x, 200,
+                          "{\"kind\":\"calendar#calendar\",\"etag\":\"\\\"x"
+                          "\\\"\",\"id\":\"team@example.com\",\"summary\":"
+                          "\"Team\",\"timeZone\":\"America/Denver\"}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "time_zone")),
+                     "America/Denver");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "summary")), "Team");
+    prov_result_release(&res);
+    ct_probe_parse(&t, &prov_google_calendar,
+                   ct_rsp(&x, 401,
+                          "{\"error\":{\"errors\":[{\"domain\":\"global\","
+                          "\"reason\":\"authError\",\"message\":\"Invalid "
+                          "Credentials\"}],\"code\":401,\"message\":"
+                          "\"Invalid Credentials\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    cr_expect_str_eq(res.code, "authError");
+    prov_result_release(&res);
+    ct_probe_parse(&t, &prov_google_calendar,
+                   ct_rsp(&x, 404,
+                          "{\"error\":{\"errors\":[{\"domain\":\"global\","
+                          "\"reason\":\"notFound\",\"message\":\"Not "
+                          "Found\"}],\"code\":404,\"message\":\"Not "
+                          "Found\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    prov_result_release(&res);
+    ct_release(&t);
+}

@@ -203,3 +203,52 @@ Test(outlook, availability_from_calendar_view_pages)
     cr_expect_eq(res.outcome, PROV_PERMANENT);
     ct_release(&t);
 }
+
+Test(outlook_probe, gets_the_calendar_and_wants_can_edit)
+{
+    struct ct t;
+    ct_init(&t, "{}");
+    struct cs_err err = {0};
+    struct ct_rsp x;
+    struct prov_result res;
+    cr_assert_eq(ct_probe_build(&t, &prov_outlook, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t.rq.method, "GET");
+    cr_expect_str_eq(t.rq.url, "https://graph.microsoft.com/v1.0/me/calendar");
+    cr_expect_null(t.rq.body);
+    ct_probe_parse(&t, &prov_outlook,
+                   ct_rsp(&x, 200,
+                          "{\"id\":\"AAMkAGI2TG93AAA=\",\"name\":"
+                          "\"Calendar\",\"canEdit\":true,\"owner\":{\"name\":"
+                          "\"Megan Bowen\",\"address\":\"MeganB@contoso."
+                          "com\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value, "owner")),
+                     "MeganB@contoso.com");
+    prov_result_release(&res);
+    ct_probe_parse(&t, &prov_outlook,
+                   ct_rsp(&x, 200,
+                          "{\"id\":\"AAMkAGI2TG93AAA=\",\"name\":\"Shared\","
+                          "\"canEdit\":false}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(res.code, "calendar_read_only");
+    prov_result_release(&res);
+    ct_probe_parse(&t, &prov_outlook,
+                   ct_rsp(&x, 401,
+                          "{\"error\":{\"code\":\"InvalidAuthenticationToken"
+                          "\",\"message\":\"Access token has expired.\"}}",
+                          NULL, NULL, NULL, NULL),
+                   &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    ct_release(&t);
+
+    ct_init(&t, "{\"user_id\":\"megan@contoso.com\",\"calendar_id\":\"AB=\"}");
+    cr_assert_eq(ct_probe_build(&t, &prov_outlook, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t.rq.url, "https://graph.microsoft.com/v1.0/users/"
+                               "megan%40contoso.com/calendars/AB%3D");
+    ct_release(&t);
+}

@@ -1386,3 +1386,61 @@ Test(pd, spent_budget_on_success_pauses_the_key)
     prov_result_release(&res);
     fx_release(&f);
 }
+
+/* ------------------------------------------------------------------ */
+/* Probe (callsyncctl connections test)                               */
+/* ------------------------------------------------------------------ */
+
+static void probe_answer(struct fx *f, int status, const char *body,
+                         struct prov_result *res)
+{
+    struct prov_response rsp = {status, 0, NULL, body, strlen(body)};
+    memset(res, 0, sizeof(*res));
+    res->retry_after_ms = -1;
+    prov_pipedrive.probe->parse(&f->ctx, &rsp, res);
+}
+
+Test(pipedrive_probe, reads_the_current_user_and_company)
+{
+    struct fx f;
+    fx_init(&f, base_call(), NULL);
+    cr_assert_not_null(prov_pipedrive.probe);
+    struct prov_request rq = {0};
+    struct cs_err err = {0};
+    cr_assert_eq(prov_pipedrive.probe->build(&f.ctx, &rq, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(rq.method, "GET");
+    cr_expect_str_eq(rq.url, BASE "/api/v1/users/me");
+    cr_expect_str_eq(hdr(&rq, "x-api-token"), "pd-api-token-secret");
+    cr_expect_null(rq.body);
+    prov_request_release(&rq);
+    struct prov_result res;
+    probe_answer(&f, 200,
+                 "{\"success\":true,\"data\":{\"id\":777,\"name\":\"James "
+                 "Bond\",\"default_currency\":\"USD\",\"locale\":\"en_US\","
+                 "\"email\":\"james@example.com\",\"is_admin\":1,"
+                 "\"timezone_name\":\"Europe/Helsinki\",\"company_id\":"
+                 "999,\"company_name\":\"Acme\",\"company_domain\":"
+                 "\"acme\"}}",
+                 &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_eq(json_integer_value(json_object_get(res.value,
+                                                    "company_id")), 999);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "company_domain")),
+                     "acme");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "time_zone")),
+                     "Europe/Helsinki");
+    prov_result_release(&res);
+    probe_answer(&f, 401, "{\"success\":false,\"error\":\"unauthorized "
+                          "access\",\"errorCode\":401}", &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    probe_answer(&f, 402, "{\"success\":false,\"error\":\"Company account "
+                          "is not open\"}", &res);
+    cr_expect_neq(res.outcome, PROV_DONE);
+    cr_expect_eq(res.http_status, 402);
+    prov_result_release(&res);
+    fx_release(&f);
+}

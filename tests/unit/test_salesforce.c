@@ -1404,3 +1404,60 @@ Test(sf, spent_allocation_pauses_the_key)
         fx_release(&f);
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* Probe (callsyncctl connections test)                               */
+/* ------------------------------------------------------------------ */
+
+static void probe_answer(struct fx *f, int status, const char *body,
+                         const char *limit_info, struct prov_result *res)
+{
+    struct prov_header h = {(char *)"sforce-limit-info", (char *)limit_info};
+    struct prov_response rsp = {status, limit_info ? 1 : 0, &h, body,
+                                strlen(body)};
+    memset(res, 0, sizeof(*res));
+    res->retry_after_ms = -1;
+    prov_salesforce.probe->parse(&f->ctx, &rsp, res);
+}
+
+Test(salesforce_probe, queries_one_record_of_the_object)
+{
+    struct fx f;
+    fx_init(&f, base_call(), "{\"object\":\"Contact\"}");
+    cr_assert_not_null(prov_salesforce.probe);
+    struct prov_request rq = {0};
+    struct cs_err err = {0};
+    cr_assert_eq(prov_salesforce.probe->build(&f.ctx, &rq, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(rq.method, "GET");
+    cr_expect_str_eq(rq.url, API "/query?q=SELECT%20Id%20FROM%20Contact%20"
+                                 "LIMIT%201");
+    cr_expect_null(rq.body);
+    prov_request_release(&rq);
+    struct prov_result res;
+    probe_answer(&f, 200, EMPTY, "api-usage=18/5000", &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value, "object")),
+                     "Contact");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "api_version")),
+                     "66.0");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "limit_info")),
+                     "api-usage=18/5000");
+    prov_result_release(&res);
+    probe_answer(&f, 401, "[{\"message\":\"Session expired or invalid\","
+                          "\"errorCode\":\"INVALID_SESSION_ID\"}]", NULL,
+                 &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    probe_answer(&f, 400, "[{\"message\":\"sObject type 'Contact' is not "
+                          "supported.\",\"errorCode\":\"INVALID_TYPE\"}]",
+                 NULL, &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    prov_result_release(&res);
+    json_object_set_new(f.config, "object", json_string("Account"));
+    cr_expect_eq(prov_salesforce.probe->build(&f.ctx, &rq, &err), CS_EINVAL);
+    prov_request_release(&rq);
+    fx_release(&f);
+}

@@ -397,3 +397,58 @@ Test(sendgrid, ops)
     cr_expect_eq(prov_sendgrid.rate.requests, 100);
     cr_expect_eq(prov_sendgrid.rate.per_ms, 1000);
 }
+
+/* ---- Probe (callsyncctl connections test) ------------------------------ */
+
+static void probe_answer(struct fx *f, int status, const char *body)
+{
+    prov_result_release(&f->res);
+    f->res.retry_after_ms = -1;
+    struct prov_response rsp = {status, 0, NULL, body, strlen(body)};
+    prov_sendgrid.probe->parse(&f->ctx, &rsp, &f->res);
+}
+
+Test(sendgrid_probe, lists_the_key_scopes_and_wants_mail_send)
+{
+    struct fx f;
+    fx_init(&f, NULL);
+    cr_assert_not_null(prov_sendgrid.probe);
+    struct cs_err err = {0};
+    cr_assert_eq(prov_sendgrid.probe->build(&f.ctx, &f.rq, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(f.rq.method, "GET");
+    cr_expect_str_eq(f.rq.url, BASE "/v3/scopes");
+    cr_expect_str_eq(hdr(&f.rq, "Authorization"), "Bearer " KEY);
+    cr_expect_null(f.rq.body);
+    probe_answer(&f, 200, "{\"scopes\":[\"alerts.create\",\"alerts.read\","
+                          "\"mail.send\",\"templates.read\"]}");
+    cr_assert_eq(f.res.outcome, PROV_DONE);
+    cr_expect(json_is_true(json_object_get(f.res.value, "mail_send")));
+    cr_expect_eq(json_integer_value(json_object_get(f.res.value, "scopes")),
+                 4);
+    probe_answer(&f, 200, "{\"scopes\":[\"alerts.read\",\"stats.read\"]}");
+    cr_expect_eq(f.res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(f.res.code, "missing_scope");
+    cr_expect(strstr(f.res.message, "mail.send"));
+    probe_answer(&f, 401, "{\"errors\":[{\"field\":null,\"message\":"
+                          "\"authorization required\"}]}");
+    cr_expect_eq(f.res.outcome, PROV_AUTH);
+    cr_expect_eq(f.res.http_status, 401);
+    fx_release(&f);
+}
+
+Test(sendgrid_probe, eu_region_and_config_errors)
+{
+    struct fx f;
+    fx_init(&f, "{\"from_email\":\"desk@acme.example\",\"region\":\"eu\"}");
+    struct cs_err err = {0};
+    f.ctx.base_url = NULL;
+    cr_assert_eq(prov_sendgrid.probe->build(&f.ctx, &f.rq, &err), 0, "%s",
+                 err.msg);
+    cr_expect_str_eq(f.rq.url, "https://api.eu.sendgrid.com/v3/scopes");
+    prov_request_release(&f.rq);
+    json_object_del(f.config, "from_email");
+    cr_expect_eq(prov_sendgrid.probe->build(&f.ctx, &f.rq, &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "from_email"), "%s", err.msg);
+    fx_release(&f);
+}

@@ -1121,3 +1121,85 @@ Test(stripe_ops, pinned_version_is_configurable)
     cr_expect_str_eq(hdr(&f.rq, "Stripe-Version"), "2026-01-28.clover");
     fx_release(&f);
 }
+
+/* ------------------------------------------------------------------ */
+/* Probe (callsyncctl connections test)                               */
+/* ------------------------------------------------------------------ */
+
+static void fx_probe(struct fx *f)
+{
+    f->step = prov_stripe.probe;
+    cr_assert_not_null(f->step);
+    f->ctx.idempotency_key = "probe";
+}
+
+Test(stripe_probe, reads_the_account_then_one_customer)
+{
+    struct fx f;
+    fx_init(&f, "{\"account_id\":\"acct_1Nv0FGQ9RKHgCVdK\"}");
+    fx_probe(&f);
+    build(&f);
+    expect_request(&f, "GET", "/v1/account");
+    cr_expect_null(f.rq.body);
+    cr_expect_null(hdr(&f.rq, "Idempotency-Key"));
+    answer(&f, 200,
+           "{\"id\":\"acct_1Nv0FGQ9RKHgCVdK\",\"object\":\"account\","
+           "\"business_profile\":{\"name\":\"Furever\"},\"country\":\"US\","
+           "\"default_currency\":\"usd\",\"settings\":{\"dashboard\":"
+           "{\"display_name\":\"Furever Shop\",\"timezone\":\"Etc/UTC\"}}}");
+    cr_assert_eq(f.res.outcome, PROV_NEXT);
+    build(&f);
+    expect_request(&f, "GET", "/v1/customers?limit=1");
+    answer(&f, 200, EMPTY_LIST);
+    cr_assert_eq(f.res.outcome, PROV_DONE);
+    cr_expect_str_eq(done_str(&f, "account_id"), "acct_1Nv0FGQ9RKHgCVdK");
+    cr_expect_str_eq(done_str(&f, "name"), "Furever Shop");
+    cr_expect_str_eq(done_str(&f, "country"), "US");
+    cr_expect_str_eq(done_str(&f, "default_currency"), "usd");
+    cr_expect(json_is_false(json_object_get(f.res.value, "livemode")));
+    cr_expect(json_is_true(json_object_get(f.res.value,
+                                           "customers_readable")));
+    cr_expect_null(json_object_get(f.res.value, "configured_account_id"));
+    fx_release(&f);
+}
+
+Test(stripe_probe, says_when_config_names_another_account)
+{
+    struct fx f;
+    fx_init(&f, "{\"account_id\":\"acct_other\"}");
+    fx_probe(&f);
+    build(&f);
+    answer(&f, 200, "{\"id\":\"acct_1Nv0FGQ9RKHgCVdK\",\"object\":"
+                    "\"account\",\"business_profile\":{\"name\":\"Furever\"}}");
+    cr_assert_eq(f.res.outcome, PROV_NEXT);
+    build(&f);
+    answer(&f, 200, EMPTY_LIST);
+    cr_assert_eq(f.res.outcome, PROV_DONE);
+    cr_expect_str_eq(done_str(&f, "name"), "Furever");
+    cr_expect_str_eq(done_str(&f, "configured_account_id"), "acct_other");
+    fx_release(&f);
+}
+
+Test(stripe_probe, bad_key_is_unauthorized_restricted_key_refused)
+{
+    struct fx f;
+    fx_init(&f, NULL);
+    fx_probe(&f);
+    build(&f);
+    answer(&f, 401, "{\"error\":{\"message\":\"Invalid API Key provided: "
+                    "sk_test_****7dc\",\"type\":\"invalid_request_error\"}}");
+    cr_expect_eq(f.res.outcome, PROV_AUTH);
+    cr_expect_eq(f.res.http_status, 401);
+    /* A restricted key without customer read: 403 on the second read. */
+    json_object_set_new(f.scratch, "account_id", json_string("acct_1"));
+    build(&f);
+    expect_request(&f, "GET", "/v1/customers?limit=1");
+    answer(&f, 403, "{\"error\":{\"message\":\"The provided key "
+                    "'rk_test_****' does not have the required permissions "
+                    "for this endpoint.\",\"type\":\"invalid_request_error\"}}");
+    cr_expect_eq(f.res.outcome, PROV_PERMANENT);
+    cr_expect(strstr(f.res.message, "required permissions"));
+    f.creds.api_key = NULL;
+    build_fails(&f, "no_credentials");
+    fx_release(&f);
+}

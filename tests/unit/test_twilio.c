@@ -483,3 +483,93 @@ Test(twilio, ops)
     cr_expect_eq(prov_twilio.rate.requests, 10);
     cr_expect_eq(prov_twilio.rate.per_ms, 1000);
 }
+
+/* ---- Probe (callsyncctl connections test) ------------------------------ */
+
+static int probe_build(struct fx *f, struct cs_err *err)
+{
+    prov_request_release(&f->rq);
+    cr_assert_not_null(prov_twilio.probe);
+    return prov_twilio.probe->build(&f->ctx, &f->rq, err);
+}
+
+static void probe_answer(struct fx *f, int status, const char *body)
+{
+    prov_result_release(&f->res);
+    f->res.retry_after_ms = -1;
+    struct prov_response rsp = {status, 0, NULL, body, strlen(body)};
+    prov_twilio.probe->parse(&f->ctx, &rsp, &f->res);
+}
+
+#define ACCOUNT_JSON(status)                                                 \
+    "{\"auth_token\":\"redacted\",\"date_created\":\"Thu, 30 Jul 2015 "     \
+    "20:00:00 +0000\",\"friendly_name\":\"friendly_name\","                  \
+    "\"owner_account_sid\":\"" ACX "\",\"sid\":\"" ACX "\",\"status\":\""    \
+    status "\",\"type\":\"Full\",\"uri\":\"/2010-04-01/Accounts/" ACX        \
+    ".json\"}"
+
+Test(twilio_probe, fetches_the_account_with_the_auth_token)
+{
+    struct fx f;
+    fx_init(&f, NULL);
+    struct cs_err err = {0};
+    cr_assert_eq(probe_build(&f, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(f.rq.method, "GET");
+    cr_expect_str_eq(f.rq.url, BASE "/2010-04-01/Accounts/" ACX ".json");
+    cr_expect_null(f.rq.body);
+    const char *auth = hdr(&f.rq, "Authorization");
+    cr_assert_not_null(auth);
+    cr_expect(strncmp(auth, "Basic ", 6) == 0);
+    probe_answer(&f, 200, ACCOUNT_JSON("active"));
+    cr_assert_eq(f.res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(f.res.value,
+                                                       "account_sid")), ACX);
+    cr_expect_str_eq(json_string_value(json_object_get(f.res.value,
+                                                       "friendly_name")),
+                     "friendly_name");
+    cr_expect_str_eq(json_string_value(json_object_get(f.res.value,
+                                                       "from")),
+                     "+15017122661");
+    probe_answer(&f, 200, ACCOUNT_JSON("suspended"));
+    cr_expect_eq(f.res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(f.res.code, "account_not_active");
+    probe_answer(&f, 401, "{\"code\":20003,\"message\":\"Authenticate\","
+                          "\"more_info\":\"https://www.twilio.com/docs/"
+                          "errors/20003\",\"status\":401}");
+    cr_expect_eq(f.res.outcome, PROV_AUTH);
+    cr_expect_str_eq(f.res.code, "twilio_20003");
+    fx_release(&f);
+}
+
+Test(twilio_probe, api_key_reads_the_message_list)
+{
+    struct fx f;
+    fx_init(&f, "{\"account_sid\":\"" ACX "\",\"api_key_sid\":\"" SK "\","
+                "\"messaging_service_sid\":\"" MG "\"}");
+    struct cs_err err = {0};
+    cr_assert_eq(probe_build(&f, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(f.rq.url, BASE PATH "?PageSize=1");
+    probe_answer(&f, 200, "{\"messages\":[],\"page\":0,\"page_size\":1,"
+                          "\"next_page_uri\":null}");
+    cr_assert_eq(f.res.outcome, PROV_DONE);
+    cr_expect(json_is_true(json_object_get(f.res.value,
+                                           "messages_readable")));
+    cr_expect_str_eq(json_string_value(json_object_get(f.res.value,
+                                                       "api_key_sid")), SK);
+    fx_release(&f);
+}
+
+Test(twilio_probe, config_errors_before_any_request)
+{
+    struct fx f;
+    fx_init(&f, "{\"account_sid\":\"AC12\",\"from\":\"+15017122661\"}");
+    struct cs_err err = {0};
+    cr_expect_eq(probe_build(&f, &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "account_sid"), "%s", err.msg);
+    json_decref(f.config);
+    f.config = jparse("{\"account_sid\":\"" ACX "\"}");
+    f.ctx.config = f.config;
+    cr_expect_eq(probe_build(&f, &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "messaging_service_sid"), "%s", err.msg);
+    fx_release(&f);
+}

@@ -584,3 +584,108 @@ Test(zoho, error_classification)
     cr_expect_str_eq(res.code, "bad_response");
     prov_result_release(&res);
 }
+
+/* ------------------------------------------------------------------ */
+/* Probe (callsyncctl connections test)                               */
+/* ------------------------------------------------------------------ */
+
+static void probe_build(struct fx *f, struct prov_request *rq,
+                        const char *path)
+{
+    struct cs_err err = {0};
+    memset(rq, 0, sizeof(*rq));
+    cr_assert_not_null(prov_zoho.probe);
+    cr_assert_eq(prov_zoho.probe->build(&f->ctx, rq, &err), 0, "%s",
+                 err.msg);
+    char full[256];
+    snprintf(full, sizeof(full), "%s/crm/v8%s", BASE, path);
+    cr_expect_str_eq(rq->method, "GET");
+    cr_expect_str_eq(rq->url, full);
+    cr_expect_str_eq(hdr(rq, "Authorization"),
+                     "Zoho-oauthtoken 1000.zoho-secret");
+    cr_expect_null(rq->body);
+    prov_request_release(rq);
+}
+
+static void probe_answer(struct fx *f, int status, const char *body,
+                         struct prov_result *res)
+{
+    struct prov_response rsp = {status, 0, NULL, body,
+                                body ? strlen(body) : 0};
+    memset(res, 0, sizeof(*res));
+    res->retry_after_ms = -1;
+    prov_zoho.probe->parse(&f->ctx, &rsp, res);
+}
+
+#define ORG_JSON                                                             \
+    "{\"org\":[{\"country\":\"United States\",\"id\":"                       \
+    "\"4150868000000225013\",\"zgid\":\"4150868000000225002\","              \
+    "\"company_name\":\"Zylker\",\"time_zone\":\"PST\",\"iso_code\":"        \
+    "\"USD\",\"currency\":\"US Dollar - USD\"}]}"
+
+Test(zoho_probe, reads_the_module_then_the_org)
+{
+    struct fx f;
+    fx_init(&f, base_call(), "{\"module\":\"Contacts\"}");
+    struct prov_request rq;
+    struct prov_result res;
+    probe_build(&f, &rq, "/Contacts?fields=Last_Name&per_page=1");
+    probe_answer(&f, 204, NULL, &res);
+    expect_next(&res);
+    prov_result_release(&res);
+    probe_build(&f, &rq, "/org");
+    probe_answer(&f, 200, ORG_JSON, &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value, "module")),
+                     "Contacts");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value, "org_id")),
+                     "4150868000000225013");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "company_name")),
+                     "Zylker");
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "time_zone")),
+                     "PST");
+    prov_result_release(&res);
+    fx_release(&f);
+}
+
+Test(zoho_probe, org_scope_is_optional_module_scope_is_not)
+{
+    struct fx f;
+    fx_init(&f, base_call(), NULL);
+    struct prov_request rq;
+    struct prov_result res;
+    probe_build(&f, &rq, "/Leads?fields=Last_Name&per_page=1");
+    probe_answer(&f, 200, "{\"data\":[{\"Last_Name\":\"Doe\",\"id\":\"" REC
+                          "\"}],\"info\":{\"per_page\":1,\"count\":1,"
+                          "\"page\":1,\"more_records\":true}}", &res);
+    expect_next(&res);
+    prov_result_release(&res);
+    const char *mismatch = "{\"code\":\"OAUTH_SCOPE_MISMATCH\",\"details\":"
+                           "{},\"message\":\"invalid oauth scope to access "
+                           "this URL\",\"status\":\"error\"}";
+    probe_answer(&f, 401, mismatch, &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    cr_expect(strstr(json_string_value(json_object_get(res.value, "org")),
+                     "ZohoCRM.org.READ"));
+    prov_result_release(&res);
+    /* Without the module's scope the probe fails: a sync would. */
+    json_object_clear(f.scratch);
+    probe_answer(&f, 401, mismatch, &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    cr_expect_str_eq(res.code, "oauth_scope_mismatch");
+    prov_result_release(&res);
+    probe_answer(&f, 401, "{\"code\":\"INVALID_TOKEN\",\"details\":{},"
+                          "\"message\":\"invalid oauth token\",\"status\":"
+                          "\"error\"}", &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    json_object_set_new(f.config, "module", json_string("Deals"));
+    struct cs_err err = {0};
+    memset(&rq, 0, sizeof(rq));
+    cr_expect_eq(prov_zoho.probe->build(&f.ctx, &rq, &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "module"), "%s", err.msg);
+    prov_request_release(&rq);
+    fx_release(&f);
+}
