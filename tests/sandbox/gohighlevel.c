@@ -13,7 +13,7 @@
  *   POST /opportunities/
  *   GET  /locations/{id}       {"location": {...}}
  *
- * Shapes follow HighLevel's OpenAPI documents (shared/specs/gohighlevel):
+ * Shapes follow HighLevel's OpenAPI documents (tests/specs/gohighlevel):
  * every request needs "Authorization: Bearer" (401 {"statusCode":401,
  * "message":"Invalid token: access token is invalid","error":
  * "Unauthorized"} otherwise, or for a token not given with

@@ -7,9 +7,9 @@
  * the response schemas' own examples, reconciliation, applies() rules,
  * field mappings and error classification.
  *
- * The specs are read from CALLSYNC_GHL_SPECS, else from
- * shared/specs/gohighlevel next to the source tree; the schema checks are
- * skipped when neither exists.
+ * The specs are read from CALLSYNC_GHL_SPECS, else from tests/specs/
+ * gohighlevel in the source tree (HighLevel's published documents, copied
+ * from shared/specs so a checkout tests on its own).
  */
 #include "prov.h"
 
@@ -162,7 +162,7 @@ static json_t *spec_load(const char *name)
             snprintf(path, sizeof(path), "%s/%s.json", dir, name);
         else
             snprintf(path, sizeof(path),
-                     "%s/../shared/specs/gohighlevel/%s.json", CS_SOURCE_DIR,
+                     "%s/tests/specs/gohighlevel/%s.json", CS_SOURCE_DIR,
                      name);
         spec_cache[i] = json_load_file(path, 0, NULL);
         return spec_cache[i];
@@ -588,8 +588,7 @@ Test(ghl, ops_table)
 
 Test(ghl, specs_are_present)
 {
-    /* CI has shared/ beside the checkout; without it the schema checks
-     * above would be skipped silently. */
+    /* Without them the schema checks above would be skipped silently. */
     for (size_t i = 0; i < CS_ARRAY_LEN(spec_names); i++)
         cr_expect_not_null(spec_load(spec_names[i]), "%s.json",
                            spec_names[i]);

@@ -5,9 +5,9 @@
  * the answers from the specs' response schemas, reconciliation, applies()
  * rules, field mappings, error classification and time zones.
  *
- * The specs are read from CALLSYNC_HUBSPOT_SPECS, else from
- * shared/specs/hubspot next to the source tree; schema checks are skipped
- * when neither exists.
+ * The specs are read from CALLSYNC_HUBSPOT_SPECS, else from tests/specs/
+ * hubspot in the source tree (HubSpot's published documents, copied from
+ * shared/specs so a checkout tests on its own).
  */
 #include "prov.h"
 
@@ -147,7 +147,7 @@ static json_t *spec_load(const char *name)
         if (dir)
             snprintf(path, sizeof(path), "%s/%s.json", dir, name);
         else
-            snprintf(path, sizeof(path), "%s/../shared/specs/hubspot/%s.json",
+            snprintf(path, sizeof(path), "%s/tests/specs/hubspot/%s.json",
                      CS_SOURCE_DIR, name);
         spec_cache[i] = json_load_file(path, 0, NULL);
         return spec_cache[i];
