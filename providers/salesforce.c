@@ -12,7 +12,7 @@
  * (Upsert) a Record Using an External ID"), SOQL and SOSL Reference
  * ("Quoted String Escape Sequences", date formats), Object Reference
  * (Lead, Contact, Task, Event, Opportunity; DuplicateResult, MatchResult,
- * MatchRecord) and /work/shared/providers.md section 3.
+ * MatchRecord) and shared/providers.md section 3.
  *
  * Every request carries "Authorization: Bearer <OAuth access token>" and
  * goes to the connection's instance URL (creds->instance_url, from the
