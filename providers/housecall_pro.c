@@ -452,6 +452,36 @@ static json_t *convert(const char *name, enum fkind kind, const json_t *v,
     return NULL;
 }
 
+/* Every target of the mappings (list or object form, mapping.h) must be
+ * a customer field, checked before any applies: a bad one fails even
+ * when this call lacks its source. */
+static int check_targets(const json_t *maps, struct cs_err *err)
+{
+    size_t i;
+    const json_t *m;
+    const char *k;
+    if (json_is_array(maps)) {
+        json_array_foreach(maps, i, m) {
+            const char *t = json_string_value(json_object_get(m, "target"));
+            if (!t)
+                t = json_string_value(json_object_get(m, "name"));
+            if (t && field_kind(t) < 0)
+                return cs_err_set(err, CS_EINVAL, t,
+                                  "mapping_error: '%.40s' is not a Housecall "
+                                  "Pro customer field", t);
+        }
+    } else if (json_is_object(maps)) {
+        json_object_foreach((json_t *)maps, k, m) {
+            const char *t = json_is_string(m) ? json_string_value(m) : k;
+            if (field_kind(t) < 0)
+                return cs_err_set(err, CS_EINVAL, t,
+                                  "mapping_error: '%.40s' is not a Housecall "
+                                  "Pro customer field", t);
+        }
+    }
+    return 0;
+}
+
 /* The mapped customer fields (checked), into *out. */
 static int mapped_fields(const struct prov_ctx *ctx, json_t **out,
                          struct cs_err *err)
@@ -460,6 +490,11 @@ static int mapped_fields(const struct prov_ctx *ctx, json_t **out,
     const json_t *maps = json_object_get(ctx->config, "field_mappings");
     if (!maps || json_is_null(maps))
         return 0;
+    if (check_targets(maps, err) < 0) {
+        json_decref(*out);
+        *out = NULL;
+        return CS_EINVAL;
+    }
     json_t *root = prov_data_root(ctx);
     json_t *raw = json_object();
     int rc = map_apply(maps, root, raw, err);

@@ -657,6 +657,55 @@ static void marker_of(const struct prov_ctx *ctx, char out[48])
     prov_job_marker(ctx->job, out);
 }
 
+/* Every target must be a column id (no dots) of a known column type,
+ * checked before any mapping applies, so a bad one fails even when this
+ * call lacks its source. */
+static int check_target(const struct prov_ctx *ctx, const char *t,
+                        struct cs_err *err)
+{
+    static const char *const kinds[] = {
+        "text", "long_text", "status", "date",     "email", "phone",
+        "numbers", "checkbox", "link", "dropdown", "json"};
+    if (!t || !*t)
+        return 0; /* map_apply names what is missing */
+    if (strchr(t, '.'))
+        return cs_err_set(err, CS_EINVAL, t,
+                          "mapping_error: target '%.40s' is not a column id "
+                          "(column ids have no dots)", t);
+    const char *k = column_kind(ctx, t);
+    for (size_t i = 0; i < CS_ARRAY_LEN(kinds); i++)
+        if (strcmp(k, kinds[i]) == 0)
+            return 0;
+    return cs_err_set(err, CS_EINVAL, "config.column_types",
+                      "config_error: column type '%.30s' of '%.40s' is not "
+                      "text, long_text, status, date, email, phone, "
+                      "numbers, checkbox, link, dropdown or json", k, t);
+}
+
+static int check_targets(const struct prov_ctx *ctx, const json_t *maps,
+                         struct cs_err *err)
+{
+    size_t i;
+    const json_t *m;
+    const char *k;
+    if (json_is_array(maps)) {
+        json_array_foreach(maps, i, m) {
+            const char *t = json_string_value(json_object_get(m, "target"));
+            if (!t)
+                t = json_string_value(json_object_get(m, "name"));
+            if (check_target(ctx, t, err) < 0)
+                return CS_EINVAL;
+        }
+    } else if (json_is_object(maps)) {
+        json_object_foreach((json_t *)maps, k, m) {
+            if (check_target(ctx, json_is_string(m) ? json_string_value(m) : k,
+                             err) < 0)
+                return CS_EINVAL;
+        }
+    }
+    return 0;
+}
+
 /*
  * The column values for this call: identity columns (phone, email,
  * marker) when `identity`, and the others (status, summary, dates, the
@@ -720,6 +769,10 @@ static json_t *column_values(const struct prov_ctx *ctx, bool identity,
         json_object_set_new(cv, col, date_value_ms(ms, true));
 
     const json_t *maps = json_object_get(ctx->config, "field_mappings");
+    if (maps && !json_is_null(maps) && check_targets(ctx, maps, err) < 0) {
+        json_decref(cv);
+        return NULL;
+    }
     if (maps && !json_is_null(maps)) {
         json_t *root = prov_data_root(ctx);
         json_t *raw = json_object();

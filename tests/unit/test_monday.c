@@ -452,6 +452,14 @@ Test(monday, configuration_and_mapping_errors_are_permanent)
     cr_expect(strstr(err.msg, "mapping_error"), "%s", err.msg);
     fx_release(&f);
 
+    /* a target that is no column id fails though its source is absent */
+    fx_init(&f, base_call(),
+            "{\"board_id\":\"1\",\"marker_column_id\":\"m\","
+            "\"field_mappings\":{\"no.such.source\":\"status.label\"}}");
+    cr_expect_eq(build_fails(&f, "item", &err), CS_EINVAL);
+    cr_expect(strstr(err.msg, "is not a column id"), "%s", err.msg);
+    fx_release(&f);
+
     fx_init(&f, base_call(),
             "{\"board_id\":\"1\",\"marker_column_id\":\"m\","
             "\"field_mappings\":{\"customer_name\":\"x\"},"
