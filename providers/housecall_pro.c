@@ -53,7 +53,9 @@
  *   appointment_kind ("job" | "estimate" | "none"), default_employee_id
  *   or assigned_employee_ids (list), job_type_id, business_unit_id,
  *   arrival_window_minutes, line_items (JobCreate line items, passed on),
- *   timezone, country (addresses, "US")
+ *   timezone, country (addresses, "US"), zip_source (a path over
+ *   prov_data_root; by default the call's custom fields are searched for
+ *   customer_zip, zip, postal_code, zip_code)
  *   field_mappings      onto the customer (mapping.h): first_name,
  *                       last_name, email, company, mobile_number,
  *                       home_number, work_number, lead_source, tags,
@@ -528,19 +530,33 @@ static int mapped_fields(const struct prov_ctx *ctx, json_t **out,
     return rc;
 }
 
-/* The zip code: the call's custom fields carry it when the platform
- * collected one (the call model has no zip). */
-static const char *call_zip(const struct prov_ctx *ctx)
+/* The zip code: the call model has none, so it is taken from the call's
+ * custom fields where platforms put what their agent collected (Retell's
+ * custom analysis data and dynamic variables keep unknown keys under
+ * custom.<object>), or from the path config.zip_source names over
+ * prov_data_root. */
+static const char *call_zip(const struct prov_ctx *ctx, json_t **root_out)
 {
-    static const char *const keys[] = {"custom.customer_zip", "custom.zip",
-                                       "custom.postal_code",
-                                       "custom.customer_postal_code",
-                                       "custom.zip_code"};
-    for (size_t i = 0; i < CS_ARRAY_LEN(keys); i++) {
-        const char *z = str_at(ctx->call, keys[i]);
-        if (z)
-            return z;
+    *root_out = NULL;
+    const char *src = str_at(ctx->config, "zip_source");
+    if (src) {
+        *root_out = prov_data_root(ctx);
+        return str_at(*root_out, src);
     }
+    static const char *const where[] = {
+        "custom.", "custom.call_analysis.custom_analysis_data.",
+        "custom.retell_llm_dynamic_variables.",
+        "custom.collected_dynamic_variables."};
+    static const char *const keys[] = {"customer_zip", "zip", "postal_code",
+                                       "customer_postal_code", "zip_code"};
+    for (size_t i = 0; i < CS_ARRAY_LEN(where); i++)
+        for (size_t k = 0; k < CS_ARRAY_LEN(keys); k++) {
+            char path[128];
+            snprintf(path, sizeof(path), "%s%s", where[i], keys[k]);
+            const char *z = str_at(ctx->call, path);
+            if (z)
+                return z;
+        }
     return NULL;
 }
 
@@ -551,13 +567,16 @@ static json_t *call_address(const struct prov_ctx *ctx)
     const char *street = str_at(ctx->call, "customer.address");
     const char *city = str_at(ctx->call, "customer.city");
     const char *state = str_at(ctx->call, "customer.state");
-    const char *zip = call_zip(ctx);
+    json_t *root;
+    const char *zip = call_zip(ctx, &root);
     const char *country = str_at(ctx->config, "country");
-    if (!street || !city || !state || !zip)
-        return NULL;
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "street", street, "city", city,
-                     "state", state, "zip", zip, "country",
-                     country ? country : "US");
+    json_t *a = !street || !city || !state || !zip
+                    ? NULL
+                    : json_pack("{s:s,s:s,s:s,s:s,s:s}", "street", street,
+                                "city", city, "state", state, "zip", zip,
+                                "country", country ? country : "US");
+    json_decref(root);
+    return a;
 }
 
 /* The call's own identity fields. */

@@ -390,6 +390,7 @@ Test(hcp, a_job_of_ours_or_at_the_same_instant_is_found)
 Test(hcp, a_job_needs_an_address_from_the_customer_or_the_call)
 {
     struct fx f;
+    json_t *call;
     fx_init(&f, base_call(), NULL);
     customer_done(&f, false);
     cr_expect_null(build(&f, "job", "GET", "/customers/" CUS));
@@ -416,8 +417,28 @@ Test(hcp, a_job_needs_an_address_from_the_customer_or_the_call)
     json_decref(b);
     fx_release(&f);
 
+    /* a zip where Retell keeps what its agent collected, or where
+     * zip_source says */
+    call = base_call();
+    json_object_set_new(call, "custom",
+                        jparse("{\"call_analysis\":{\"custom_analysis_data\":"
+                               "{\"zip\":\"60202\"}},\"form\":{\"pc\":"
+                               "\"60203\"}}"));
+    fx_init(&f, call, NULL);
+    customer_done(&f, false);
+    json_object_set_new(f.scratch, "phase", json_string("address"));
+    b = build(&f, "job", "POST", "/customers/" CUS "/addresses");
+    cr_expect_str_eq(json_string_value(json_object_get(b, "zip")), "60202");
+    json_decref(b);
+    json_object_set_new(f.config, "zip_source",
+                        json_string("call.custom.form.pc"));
+    b = build(&f, "job", "POST", "/customers/" CUS "/addresses");
+    cr_expect_str_eq(json_string_value(json_object_get(b, "zip")), "60203");
+    json_decref(b);
+    fx_release(&f);
+
     /* no zip: no address to create, a clear permanent error */
-    json_t *call = base_call();
+    call = base_call();
     json_object_del(call, "custom");
     fx_init(&f, call, NULL);
     customer_done(&f, false);
