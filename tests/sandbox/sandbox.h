@@ -24,6 +24,7 @@
  *   zoho.c     Zoho CRM leads, contacts and their notes
  *   salesforce.c, soql.c  Salesforce REST: sObjects, upsert, SOQL queries
  *   monday.c   monday.com's GraphQL API (items, column values, updates)
+ *   graphql.c  the GraphQL document reader monday.c uses
  *   housecall_pro.c  Housecall Pro customers, addresses, jobs, estimates,
  *              notes
  *   segment.c  Segment's HTTP Tracking API (track, identify)
