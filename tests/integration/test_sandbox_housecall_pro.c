@@ -146,9 +146,9 @@ Test(sbhcp, customers_search_create_update)
     char addr[64];
     char *id = new_customer(CUSTOMER, addr);
     cr_expect(strncmp(addr, "adr_", 4) == 0, "%s", addr);
-    new_customer("{\"first_name\":\"Ann\",\"home_number\":\"+1 415 555 "
-                 "0101\"}",
-                 NULL);
+    free(new_customer("{\"first_name\":\"Ann\",\"home_number\":"
+                      "\"+1 415 555 0101\"}",
+                      NULL));
     struct it_resp r = req("GET", "/customers?q=3125550187&page_size=100", H,
                            NULL);
     json_t *j = jbody(&r);

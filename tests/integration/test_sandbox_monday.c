@@ -384,7 +384,9 @@ Test(sbmon, change_values_and_updates)
     struct it_resp r = gql(m, vars);
     free(vars);
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(search("status", "Stuck"), id);
+    char *found = search("status", "Stuck");
+    cr_expect_str_eq(found, id);
+    free(found);
     r = gql(m, "{\"board\":\"1234\",\"item\":\"77\",\"values\":\"{}\"}");
     expect_code(&r, 200, "InvalidItemIdException");
 
