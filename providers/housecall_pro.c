@@ -1280,6 +1280,46 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 }
 
 /* ------------------------------------------------------------------ */
+/* Probe: GET /company, read only                                     */
+/* ------------------------------------------------------------------ */
+
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    return begin(ctx, rq, "GET", "/company", err);
+}
+
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    CS_UNUSED(ctx);
+    res->http_status = rsp->status;
+    res->retry_after_ms = -1;
+    if (!is_2xx(rsp->status)) {
+        hcp_fail(rsp, res);
+        return;
+    }
+    json_t *b = body_json(rsp);
+    const char *id = json_string_value(json_object_get(b, "id"));
+    if (id) {
+        json_t *v = json_pack("{s:s}", "company_id", id);
+        static const char *const keys[] = {"name", "time_zone"};
+        for (size_t i = 0; i < CS_ARRAY_LEN(keys); i++) {
+            const json_t *x = json_object_get(b, keys[i]);
+            if (json_is_string(x))
+                json_object_set(v, keys[i], (json_t *)x);
+        }
+        set_done_kv(res, v);
+    } else {
+        bad_body(rsp, res, "the company without an id");
+    }
+    json_decref(b);
+}
+
+static const struct prov_step hcp_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
+/* ------------------------------------------------------------------ */
 
 static const struct prov_step hcp_steps[] = {
     {"customer", PROV_RECONCILE_LOOKUP, NULL, customer_build,
@@ -1296,4 +1336,5 @@ const struct prov_ops prov_housecall_pro = {
     .nsteps = CS_ARRAY_LEN(hcp_steps),
     .rate = {120, 60000},
     .rate_scope = "company_id",
+    .probe = &hcp_probe,
 };

@@ -1202,6 +1202,124 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 }
 
 /* ------------------------------------------------------------------ */
+/* Probe: the board and the configured columns, read only             */
+/* ------------------------------------------------------------------ */
+
+static const char q_board[] =
+    "query ($board: [ID!], $columns: [String]) { " COMPLEXITY
+    "boards (ids: $board) { id name columns (ids: $columns) "
+    "{ id title type } } }";
+
+/* The configured columns and the type each must have; into cols (column
+ * id -> type, "" for any). */
+static json_t *configured_columns(const struct prov_ctx *ctx)
+{
+    static const struct {
+        const char *key, *type;
+    } keys[] = {
+        {"phone_column_id", "phone"},       {"email_column_id", "email"},
+        {"marker_column_id", "text"},       {"status_column_id", "status"},
+        {"summary_column_id", "long_text"}, {"appointment_column_id", "date"},
+        {"call_date_column_id", "date"},
+    };
+    json_t *cols = json_object();
+    char col[128];
+    for (size_t i = 0; i < CS_ARRAY_LEN(keys); i++)
+        if (config_id(ctx->config, keys[i].key, col, sizeof(col)))
+            json_object_set_new(cols, col, json_string(keys[i].type));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(ctx->config, "column_types"), k, v) {
+        const char *t = json_string_value(v);
+        if (t && !json_object_get(cols, k))
+            json_object_set_new(cols, k,
+                                json_string(strcmp(t, "json") ? t : ""));
+    }
+    return cols;
+}
+
+static int probe_build(struct prov_ctx *ctx, struct prov_request *rq,
+                       struct cs_err *err)
+{
+    char board[64];
+    if (need_board(ctx, board, err) < 0)
+        return CS_EINVAL;
+    json_t *cols = configured_columns(ctx);
+    json_t *ids = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(cols, k, v) json_array_append_new(ids,
+                                                          json_string(k));
+    json_decref(cols);
+    return graphql(ctx, rq, q_board,
+                   json_pack("{s:[s],s:o}", "board", board, "columns", ids),
+                   err);
+}
+
+/* The board must be readable and hold every configured column with the
+ * type callsync writes into it. */
+static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
+                        struct prov_result *res)
+{
+    json_t *doc;
+    json_t *data = answer_data(ctx, rsp, res, &doc);
+    if (!data)
+        return;
+    char board[64] = "";
+    config_id(ctx->config, "board_id", board, sizeof(board));
+    const json_t *b = json_array_get(json_object_get(data, "boards"), 0);
+    json_t *want = configured_columns(ctx);
+    const char *k;
+    json_t *v;
+    bool ok = true;
+    if (!json_is_object(b)) {
+        set_fail(res, PROV_PERMANENT, "board_not_found",
+                 "board %s is not there or the token cannot read it", board);
+        ok = false;
+    }
+    json_object_foreach(want, k, v) {
+        if (!ok)
+            break;
+        const json_t *hit = NULL;
+        size_t i;
+        const json_t *c;
+        json_array_foreach(json_object_get(b, "columns"), i, c) {
+            const char *id = json_string_value(json_object_get(c, "id"));
+            if (id && strcmp(id, k) == 0)
+                hit = c;
+        }
+        const char *type = json_string_value(json_object_get(hit, "type"));
+        const char *need = json_string_value(v);
+        if (!hit) {
+            set_fail(res, PROV_PERMANENT, "column_not_found",
+                     "board %s has no column '%.60s'", board, k);
+            ok = false;
+        } else if (*need && (!type || strcmp(type, need) != 0)) {
+            set_fail(res, PROV_PERMANENT, "column_type",
+                     "column '%.60s' of board %s is %.30s, not %s", k, board,
+                     type ? type : "of no type", need);
+            ok = false;
+        }
+    }
+    if (ok) {
+        json_t *ids = json_array();
+        json_object_foreach(want, k, v) json_array_append_new(ids,
+                                                              json_string(k));
+        res->outcome = PROV_DONE;
+        res->value = json_pack("{s:s,s:o}", "board_id", board, "columns",
+                               ids);
+        const json_t *name = json_object_get(b, "name");
+        if (json_is_string(name))
+            json_object_set(res->value, "board_name", (json_t *)name);
+    }
+    json_decref(want);
+    json_decref(doc);
+}
+
+static const struct prov_step monday_probe = {
+    "probe", PROV_RECONCILE_NONE, NULL, probe_build, probe_parse};
+
+/* ------------------------------------------------------------------ */
 
 static const struct prov_step monday_steps[] = {
     {"item", PROV_RECONCILE_LOOKUP, NULL, item_build, item_parse},
@@ -1216,4 +1334,5 @@ const struct prov_ops prov_monday = {
     .nsteps = CS_ARRAY_LEN(monday_steps),
     .rate = {1000, 60000},
     .rate_scope = "account_id",
+    .probe = &monday_probe,
 };

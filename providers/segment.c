@@ -398,4 +398,7 @@ const struct prov_ops prov_segment = {
     .nsteps = CS_ARRAY_LEN(segment_steps),
     .rate = {1000, 1000},
     .rate_scope = "workspace_id",
+    .no_probe = "Segment's tracking API has no read-only call and answers "
+                "200 to any write key; the source's debugger shows what "
+                "arrives",
 };

@@ -288,10 +288,12 @@ static inline int ctl_run_out(const char *args, char **out)
         "CALLSYNC_DATABASE_URL='%s' CALLSYNC_REDIS_URL="
         "'redis://127.0.0.1:%d/0' CALLSYNC_ENCRYPTION_KEYS='%s' "
         "CALLSYNC_PROVIDER_BASE_URLS='hubspot=http://127.0.0.1:%d/hubspot,"
-        "gohighlevel=http://127.0.0.1:%d/gohighlevel' "
+        "gohighlevel=http://127.0.0.1:%d/gohighlevel,"
+        "monday=http://127.0.0.1:%d/monday,"
+        "housecall_pro=http://127.0.0.1:%d/housecall_pro' "
         "'%s' %s >'%s' 2>&1",
-        db.url, redis_port, keys, sandbox_port, sandbox_port,
-        CS_BIN_DIR "/callsyncctl", args, path);
+        db.url, redis_port, keys, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, CS_BIN_DIR "/callsyncctl", args, path);
     int st = system(cmd);
     free(cmd);
     if (out) {

@@ -184,3 +184,21 @@ Test(e2e_hcp, storm_of_429_then_one_of_each)
     wait_until(noted, 60000, "the note");
     expect_one_of_each();
 }
+
+Test(e2e_hcp, connections_test_reads_the_company)
+{
+    char *out = NULL;
+    char *args = xasprintf("connections test %s --json", conn);
+    cr_expect_eq(ctl_run_out(args, &out), 0, "%s", out);
+    free(args);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert(j, "%s", out);
+    json_t *res = json_object_get(j, "result");
+    cr_expect_str_eq(json_string_value(json_object_get(res, "name")),
+                     "Sandbox Plumbing");
+    cr_expect_str_eq(json_string_value(json_object_get(res, "time_zone")),
+                     "America/Chicago");
+    json_decref(j);
+    free(out);
+    cr_expect_eq(hcp("customers"), 0, "nothing was written");
+}

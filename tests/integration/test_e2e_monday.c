@@ -5,7 +5,8 @@
  * worker, monday played by the sandbox (tests/e2e_support.h). One call
  * gives exactly one item and one update, also when the answer to
  * create_item or to create_update is lost after the write, and through a
- * storm of 429s.
+ * storm of 429s. `callsyncctl connections test` reads the board and checks
+ * the configured columns' types.
  */
 #include "e2e_support.h"
 
@@ -181,4 +182,36 @@ Test(e2e_monday, storm_of_429_then_one_of_each)
     post_fixture_calls("call_analyzed_appointment.json", 0, 1);
     wait_until(noted, 60000, "the update");
     expect_one_of_each();
+}
+
+Test(e2e_monday, connections_test_checks_the_board_and_its_columns)
+{
+    char *out = NULL;
+    char *args = xasprintf("connections test %s --json", conn);
+    cr_expect_eq(ctl_run_out(args, &out), 0, "%s", out);
+    free(args);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_assert(j, "%s", out);
+    cr_expect(json_is_true(json_object_get(j, "ok")));
+    json_t *res = json_object_get(j, "result");
+    cr_expect_str_eq(json_string_value(json_object_get(res, "board_name")),
+                     "Board 1234567890");
+    cr_expect_eq(json_array_size(json_object_get(res, "columns")), 6);
+    json_decref(j);
+    free(out);
+
+    /* a column whose type is not what callsync writes into it */
+    char *bad = ctl_add_conn("--type monday --api-key-env CS_E2E_SECRET "
+                             "--config '{\"board_id\":\"1\","
+                             "\"phone_column_id\":\"text_phone\"}'",
+                             MONDAY_TOKEN);
+    args = xasprintf("connections test %s", bad);
+    cr_expect_eq(ctl_run_out(args, &out), 1, "%s", out);
+    cr_expect(strstr(out, "column 'text_phone' of board 1 is text, not "
+                          "phone"),
+              "%s", out);
+    free(out);
+    free(args);
+    free(bad);
+    cr_expect_eq(mon("items"), 0, "nothing was written");
 }

@@ -142,3 +142,13 @@ Test(e2e_segment, storm_of_429_then_one_of_each)
     wait_until(tracked, 60000, "the track");
     expect_one_of_each();
 }
+
+Test(e2e_segment, connections_test_says_why_it_cannot)
+{
+    char *out = NULL;
+    char *args = xasprintf("connections test %s", conn);
+    cr_expect_eq(ctl_run_out(args, &out), 4, "%s", out);
+    cr_expect(strstr(out, "no read-only call"), "%s", out);
+    free(args);
+    free(out);
+}

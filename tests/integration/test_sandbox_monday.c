@@ -343,7 +343,7 @@ Test(sbmon, the_document_is_read_and_validated)
     json_decref(j);
     r = gql(M_CREATE, "{\"board\":\"1\",\"name\":7}");
     expect_code(&r, 200, "INVALID_VARIABLE");
-    r = gql("query { boards { id } }", NULL);
+    r = gql("query { users { id } }", NULL);
     expect_code(&r, 200, "undefinedField");
     r = gql("query { create_item (board_id: 1, item_name: \"x\") { id } }",
             NULL);
@@ -457,6 +457,33 @@ Test(sbmon, faults_and_records)
     r = it_post(sb_port, "/_sandbox/reset", NULL, "", 0);
     cr_expect_eq(r.status, 200);
     cr_expect_eq(count("items"), 0);
+}
+
+Test(sbmon, boards_answer_the_columns_asked_for)
+{
+    struct it_resp r = gql(
+        "query ($b: [ID!], $c: [String]) { boards (ids: $b) { id name "
+        "columns (ids: $c) { id title type } } }",
+        "{\"b\":[\"1234\",\"x\"],\"c\":[\"phone\",\"long_text_1\","
+        "\"color\"]}");
+    cr_assert_eq(r.status, 200, "%.*s", (int)r.body_len, r.body);
+    json_t *j = jbody(&r);
+    const json_t *boards = json_object_get(json_object_get(j, "data"),
+                                           "boards");
+    cr_expect_eq(json_array_size(boards), 1, "no board 'x'");
+    const json_t *b = json_array_get(boards, 0);
+    cr_expect_str_eq(json_string_value(json_object_get(b, "name")),
+                     "Board 1234");
+    json_t *want = json_loads(
+        "[{\"id\":\"name\",\"title\":\"Name\",\"type\":\"name\"},"
+        "{\"id\":\"phone\",\"title\":\"phone\",\"type\":\"phone\"},"
+        "{\"id\":\"long_text_1\",\"title\":\"long_text_1\","
+        "\"type\":\"long_text\"}]",
+        0, NULL);
+    cr_expect(json_equal(json_object_get(b, "columns"), want), "%.*s",
+              (int)r.body_len, r.body);
+    json_decref(want);
+    json_decref(j);
 }
 
 Test(sbmon_opts, only_the_given_boards_exist)

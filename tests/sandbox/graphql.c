@@ -2,8 +2,8 @@
  * graphql.c - the sandbox's reader of GraphQL documents (graphql.h): the
  * operation (query or mutation, optionally named), its variable
  * definitions with their types, the root fields with their arguments
- * resolved against the request's variables, and nested selections read
- * for syntax only (fields, aliases, arguments, inline fragments). Errors
+ * resolved against the request's variables, and the nested selections
+ * with theirs (fields, aliases, arguments, inline fragments). Errors
  * read like graphql-ruby's: "Parse error on <what> at [line, col]".
  */
 #include "graphql.h"
@@ -241,8 +241,9 @@ static json_t *arguments(struct gql *g)
     return args;
 }
 
-/* A selection set; root fields ({"name", "args"}) appended to out when
- * it is not NULL. Nested sets are read for syntax only. */
+/* A selection set into out: its fields ({"name", "alias", "args",
+ * "fields"}, "fields" being the field's own selection, [] for a leaf);
+ * inline fragments' fields join their parent's. */
 static bool selection(struct gql *g, json_t *out, int depth)
 {
     if (depth > 20)
@@ -257,7 +258,7 @@ static bool selection(struct gql *g, json_t *out, int depth)
             g->pos += 3;
             if (at_word(g, "on") && (!name(g, n) || !name(g, n)))
                 return false;
-            if (!selection(g, NULL, depth + 1))
+            if (!selection(g, out, depth + 1))
                 return false;
             continue;
         }
@@ -272,16 +273,15 @@ static bool selection(struct gql *g, json_t *out, int depth)
         json_t *args = arguments(g);
         if (!args)
             return false;
-        if (peek(g, '{') && !selection(g, NULL, depth + 1)) {
+        json_t *sub = json_array();
+        if (peek(g, '{') && !selection(g, sub, depth + 1)) {
             json_decref(args);
+            json_decref(sub);
             return false;
         }
-        if (out)
-            json_array_append_new(out, json_pack("{s:s,s:s,s:o}", "name",
-                                                 real, "alias", n, "args",
-                                                 args));
-        else
-            json_decref(args);
+        json_array_append_new(out, json_pack("{s:s,s:s,s:o,s:o}", "name",
+                                             real, "alias", n, "args", args,
+                                             "fields", sub));
     }
     g->pos++;
     return true;

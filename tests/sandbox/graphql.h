@@ -11,9 +11,10 @@
 
 struct gql_doc {
     bool mutation;
-    json_t *fields;    /* root fields: [{"name", "alias", "args"}], the
-                          arguments' variables replaced by their values
-                          (null when not given) */
+    json_t *fields;    /* root fields: [{"name", "alias", "args",
+                          "fields"}], the arguments' variables replaced by
+                          their values (null when not given), "fields" the
+                          field's own selection in the same form */
     json_t *declared;  /* variable name -> its type as written ("ID!",
                           "[ItemsPageByColumnValuesQuery!]") */
 };

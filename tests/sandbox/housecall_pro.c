@@ -11,6 +11,7 @@
  *   GET  /estimates?customer_id&...       POST /estimates
  *   GET  /estimates/{id}
  *   POST /estimates/{id}/options/{option_id}/notes
+ *   GET  /company
  *
  * Auth: "Authorization: Token <api key>" or "Bearer <token>" (any key
  * unless --housecall-pro-token is given); otherwise 401 {"message":
@@ -929,7 +930,14 @@ static void route(struct sb *s, const struct sb_req *rq, struct sb_resp *out)
         not_found(out, "Route");
         return;
     }
-    if (strcmp(seg[0], "customers") == 0) {
+    if (strcmp(seg[0], "company") == 0 && n == 1 && get) {
+        sb_resp_json(out, 200,
+                     json_pack("{s:s,s:s,s:s,s:s,s:s}", "id",
+                               "cmp_00000000000000000000000000000001", "name",
+                               "Sandbox Plumbing", "support_email",
+                               "office@sandbox.test", "phone_number",
+                               "3125550100", "time_zone", "America/Chicago"));
+    } else if (strcmp(seg[0], "customers") == 0) {
         json_t *c = n >= 2 ? json_object_get(h->customers, seg[1]) : NULL;
         if (n == 1 && get)
             customers_list(s, rq, out);

@@ -5,7 +5,8 @@
  * nested selections checked for syntax) and answers the root fields
  * callsync uses:
  *
- *   query     complexity, items_page_by_column_values, items { updates }
+ *   query     complexity, items_page_by_column_values, items { updates },
+ *             boards { id name columns { id title type } }
  *   mutation  complexity, create_item, change_multiple_column_values,
  *             create_update
  *
@@ -967,6 +968,73 @@ static void items_query(struct exec *x, const char *alias,
     json_object_set_new(x->data, alias, out);
 }
 
+/* boards (ids) { id name columns (ids) { id title type } }: a board is
+ * every id board_exists() takes; its columns are the ids the nested
+ * columns field asks for that have a type (the sandbox's boards have
+ * every column whose id names a type), else the columns its items use. */
+static void boards_query(struct exec *x, const char *alias,
+                         const json_t *args, const json_t *sel)
+{
+    const json_t *want = NULL;
+    size_t i;
+    const json_t *f;
+    json_array_foreach(sel, i, f) {
+        if (strcmp(json_string_value(json_object_get(f, "name")),
+                   "columns") == 0)
+            want = json_object_get(json_object_get(f, "args"), "ids");
+    }
+    json_t *out = json_array();
+    const json_t *idv;
+    json_array_foreach(json_object_get(args, "ids"), i, idv) {
+        char id[64];
+        if (json_is_integer(idv))
+            snprintf(id, sizeof(id), "%lld",
+                     (long long)json_integer_value(idv));
+        else
+            snprintf(id, sizeof(id), "%s",
+                     json_string_value(idv) ? json_string_value(idv) : "");
+        if (!board_exists(x->m, id))
+            continue;
+        json_t *cols = json_pack("[{s:s,s:s,s:s}]", "id", "name", "title",
+                                 "Name", "type", "name");
+        json_t *seen = json_object();
+        size_t k;
+        const json_t *c;
+        if (json_is_array(want)) {
+            json_array_foreach(want, k, c) {
+                const char *cid = json_string_value(c);
+                if (cid && column_kind(cid))
+                    json_object_set_new(seen, cid, json_true());
+            }
+        } else {
+            const json_t *rec;
+            json_array_foreach(x->m->items, k, rec) {
+                if (strcmp(json_string_value(json_object_get(rec,
+                                                             "board_id")),
+                           id) != 0)
+                    continue;
+                const char *col;
+                const json_t *v;
+                json_object_foreach(json_object_get(rec, "column_values"),
+                                    col, v)
+                    json_object_set_new(seen, col, json_true());
+            }
+        }
+        const char *col;
+        const json_t *v;
+        json_object_foreach(seen, col, v)
+            json_array_append_new(cols, json_pack("{s:s,s:s,s:s}", "id", col,
+                                                  "title", col, "type",
+                                                  column_kind(col)));
+        json_decref(seen);
+        json_array_append_new(out, json_pack("{s:s,s:o,s:o}", "id", id,
+                                             "name",
+                                             json_sprintf("Board %s", id),
+                                             "columns", cols));
+    }
+    json_object_set_new(x->data, alias, out);
+}
+
 /* The complexity a root field costs. */
 static long long cost_of(const char *field, const json_t *args)
 {
@@ -976,13 +1044,13 @@ static long long cost_of(const char *field, const json_t *args)
         const json_t *l = json_object_get(args, "limit");
         return 1000 + 10 * (json_is_integer(l) ? json_integer_value(l) : 25);
     }
-    if (strcmp(field, "items") == 0)
+    if (strcmp(field, "items") == 0 || strcmp(field, "boards") == 0)
         return 1000;
     return 10000;
 }
 
 static const char *const query_fields[] = {
-    "complexity", "items_page_by_column_values", "items", NULL};
+    "complexity", "items_page_by_column_values", "items", "boards", NULL};
 static const char *const mutation_fields[] = {
     "complexity", "create_item", "change_multiple_column_values",
     "create_update", NULL};
@@ -1171,6 +1239,8 @@ static void execute(struct sb *s, const struct sb_req *rq,
             items_page_by_column_values(&x, alias, args);
         else if (strcmp(fn, "items") == 0)
             items_query(&x, alias, args);
+        else if (strcmp(fn, "boards") == 0)
+            boards_query(&x, alias, args, json_object_get(f, "fields"));
         else if (strcmp(fn, "create_item") == 0)
             create_item(&x, alias, args);
         else if (strcmp(fn, "change_multiple_column_values") == 0)

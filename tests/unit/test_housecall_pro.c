@@ -667,3 +667,31 @@ Test(hcp, errors_in_the_documents_shapes)
     prov_result_release(&res);
     fx_release(&f);
 }
+
+Test(hcp, probe_reads_the_company)
+{
+    struct fx f;
+    fx_init(&f, base_call(), NULL);
+    cr_assert_not_null(prov_housecall_pro.probe);
+    struct cs_err err = {0};
+    cr_assert_eq(prov_housecall_pro.probe->build(&f.ctx, &f.rq, &err), 0);
+    cr_expect_str_eq(f.rq.method, "GET");
+    cr_expect_str_eq(f.rq.url, BASE "/company");
+    cr_expect_str_eq(hdr(&f.rq, "X-Company-Id"), "cmp_77");
+    const char *body = "{\"id\":\"cmp_77\",\"name\":\"Ridge Plumbing\","
+                       "\"time_zone\":\"America/Chicago\"}";
+    struct prov_response r = {200, 0, NULL, body, strlen(body)};
+    struct prov_result res = {0};
+    prov_housecall_pro.probe->parse(&f.ctx, &r, &res);
+    cr_assert_eq(res.outcome, PROV_DONE);
+    expect_json(res.value, "{\"company_id\":\"cmp_77\",\"name\":"
+                           "\"Ridge Plumbing\",\"time_zone\":"
+                           "\"America/Chicago\"}");
+    prov_result_release(&res);
+    struct prov_response u = {401, 0, NULL, "{\"message\":\"Unauthorized\"}",
+                              26};
+    prov_housecall_pro.probe->parse(&f.ctx, &u, &res);
+    cr_expect_eq(res.outcome, PROV_AUTH);
+    prov_result_release(&res);
+    fx_release(&f);
+}

@@ -714,3 +714,72 @@ Test(monday, transport_errors)
     classify("note", 200, "{\"data\":{\"create_update\":{}}}", PROV_RETRY,
              "bad_response", 0);
 }
+
+/* ------------------------------------------------------------------ */
+/* Probe                                                              */
+/* ------------------------------------------------------------------ */
+
+static void probe_answer(struct fx *f, const char *body,
+                         struct prov_result *res)
+{
+    struct prov_response r = {200, 0, NULL, body, strlen(body)};
+    memset(res, 0, sizeof(*res));
+    res->retry_after_ms = -1;
+    prov_monday.probe->parse(&f->ctx, &r, res);
+}
+
+Test(monday, probe_reads_the_board_and_checks_the_columns)
+{
+    struct fx f;
+    fx_init(&f, base_call(),
+            "{\"board_id\":\"42\",\"phone_column_id\":\"phone\","
+            "\"status_column_id\":\"status\",\"column_types\":"
+            "{\"extra\":\"json\"}}");
+    cr_assert_not_null(prov_monday.probe);
+    struct cs_err err = {0};
+    cr_assert_eq(prov_monday.probe->build(&f.ctx, &f.rq, &err), 0);
+    json_t *b = json_loadb(f.rq.body, f.rq.body_len, 0, NULL);
+    const char *q = json_string_value(json_object_get(b, "query"));
+    cr_expect(strstr(q, "boards (ids: $board) { id name columns (ids: "
+                        "$columns) { id title type } }"), "%s", q);
+    json_t *want = jparse("{\"board\":[\"42\"],\"columns\":[\"phone\","
+                          "\"status\",\"extra\"]}");
+    cr_expect(json_equal(json_object_get(b, "variables"), want), "%s",
+              f.rq.body);
+    json_decref(want);
+    json_decref(b);
+
+    struct prov_result res;
+    probe_answer(&f,
+                 "{\"data\":{\"boards\":[{\"id\":\"42\",\"name\":\"Leads\","
+                 "\"columns\":[{\"id\":\"phone\",\"type\":\"phone\"},"
+                 "{\"id\":\"status\",\"type\":\"status\"},{\"id\":"
+                 "\"extra\",\"type\":\"rating\"}]}]}}",
+                 &res);
+    cr_assert_eq(res.outcome, PROV_DONE, "%s", res.message);
+    cr_expect_str_eq(json_string_value(json_object_get(res.value,
+                                                       "board_name")),
+                     "Leads");
+    prov_result_release(&res);
+
+    probe_answer(&f,
+                 "{\"data\":{\"boards\":[{\"id\":\"42\",\"columns\":["
+                 "{\"id\":\"phone\",\"type\":\"text\"}]}]}}",
+                 &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(res.code, "column_type");
+    prov_result_release(&res);
+    probe_answer(&f,
+                 "{\"data\":{\"boards\":[{\"id\":\"42\",\"columns\":["
+                 "{\"id\":\"phone\",\"type\":\"phone\"}]}]}}",
+                 &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(res.code, "column_not_found");
+    cr_expect(strstr(res.message, "'status'"), "%s", res.message);
+    prov_result_release(&res);
+    probe_answer(&f, "{\"data\":{\"boards\":[]}}", &res);
+    cr_expect_eq(res.outcome, PROV_PERMANENT);
+    cr_expect_str_eq(res.code, "board_not_found");
+    prov_result_release(&res);
+    fx_release(&f);
+}

@@ -138,6 +138,8 @@ Test(segment, registered_keyed_by_message_id)
     cr_expect_str_eq(ops->rate_scope, "workspace_id");
     cr_expect_eq(step("track")->reconcile, PROV_RECONCILE_KEY);
     cr_expect_eq(step("identify")->reconcile, PROV_RECONCILE_KEY);
+    cr_expect_null(ops->probe);
+    cr_expect(strstr(ops->no_probe, "no read-only call"));
 }
 
 Test(segment, track_call_synced)
