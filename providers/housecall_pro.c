@@ -67,7 +67,6 @@
 #include "when.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,21 +102,6 @@ static bool config_id(const json_t *config, const char *key, char *out,
     else
         return false;
     return true;
-}
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
 }
 
 static const char *phase_of(const struct prov_ctx *ctx)
@@ -182,13 +166,6 @@ static void phone_hcp(const char *e164, char out[24])
         snprintf(out, 24, "%s", e164);
 }
 
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
-}
-
 static bool is_2xx(int status)
 {
     return status >= 200 && status < 300;
@@ -198,7 +175,7 @@ static void bad_body(const struct prov_response *rsp, struct prov_result *res,
                      const char *what)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response", "HTTP %d: %s", rsp->status,
+    prov_fail(res, PROV_RETRY, "bad_response", "HTTP %d: %s", rsp->status,
              what);
 }
 
@@ -227,16 +204,11 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
     if (!auth)
         return cs_err_set(err, CS_EINVAL, "credentials",
                           "no_credentials: the connection has no api key");
-    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url
-                                                       : HCP_BASE_URL;
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = method;
-    rq->url = xasprintf("%.*s%s", (int)bl, base, path);
+    /* "Token" for an API key, which prov_request_begin does not write */
+    prov_request_begin(rq, ctx, method, HCP_BASE_URL, path, NULL);
     prov_request_header(rq, "Authorization", auth);
+    memset(auth, 0, strlen(auth));
     free(auth);
-    prov_request_header(rq, "Accept", "application/json");
     char company[128];
     if (config_id(ctx->config, "company_id", company, sizeof(company)))
         prov_request_header(rq, "X-Company-Id", company);
@@ -280,7 +252,7 @@ static char *path3(const char *a, const char *x, const char *b,
 static void hcp_fail(const struct prov_response *rsp, struct prov_result *res)
 {
     res->code[0] = res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *m = json_string_value(json_object_get(b, "message"));
     const json_t *e = json_object_get(b, "error");
     if (!m)
@@ -814,7 +786,7 @@ static void customer_parse(struct prov_ctx *ctx,
         hcp_fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "search")) {
         int k = (int)json_integer_value(json_object_get(ctx->scratch,
                                                         "lookup"));
@@ -1075,7 +1047,7 @@ static void job_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         return;
     }
     bool estimate = strcmp(kind_of(ctx), "estimate") == 0;
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "fetch")) {
         const char *addr = pick_address(b);
         json_t *mine = call_address(ctx);
@@ -1088,7 +1060,7 @@ static void job_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         } else if (mine) {
             next_phase(ctx, res, "address");
         } else {
-            set_fail(res, PROV_PERMANENT, "no_service_address",
+            prov_fail(res, PROV_PERMANENT, "no_service_address",
                      "a %s needs a service address: the customer has none "
                      "and the call gives no whole one (street, city, state "
                      "and zip)", estimate ? "estimate" : "job");
@@ -1217,7 +1189,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     }
     char marker[64];
     marker_for(ctx, "note", marker);
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "search")) {
         /* the job or the estimate, with its notes */
         const char *hit = NULL;
@@ -1263,7 +1235,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         } else if (phase_is(ctx, "write")) {
             next_phase(ctx, res, "verify");
         } else if (appends >= HCP_APPENDS) {
-            set_fail(res, PROV_RETRY, "notes_contended",
+            prov_fail(res, PROV_RETRY, "notes_contended",
                      "the customer's notes were overwritten %d times while "
                      "appending", HCP_APPENDS);
         } else {
@@ -1299,7 +1271,7 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         hcp_fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *id = json_string_value(json_object_get(b, "id"));
     if (id) {
         json_t *v = json_pack("{s:s}", "company_id", id);

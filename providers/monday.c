@@ -75,7 +75,6 @@
 #include "when.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,28 +143,6 @@ static bool config_bool(const json_t *config, const char *key, bool dflt)
 {
     const json_t *v = json_object_get(config, key);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
-static void set_done(struct prov_result *res, const char *key, const char *id)
-{
-    res->outcome = PROV_DONE;
-    json_decref(res->value);
-    res->value = json_pack("{s:s}", key, id);
 }
 
 static const char *phase_of(const struct prov_ctx *ctx)
@@ -255,16 +232,10 @@ static int graphql(const struct prov_ctx *ctx, struct prov_request *rq,
     const char *version = str_at(ctx->config, "api_version");
     if (!version)
         version = MONDAY_API_VERSION;
-    const char *base = ctx->base_url && *ctx->base_url ? ctx->base_url
-                                                       : MONDAY_BASE_URL;
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = "POST";
-    rq->url = xasprintf("%.*s/v2", (int)bl, base);
+    /* monday takes the token as it is, without "Bearer" */
+    prov_request_begin(rq, ctx, "POST", MONDAY_BASE_URL, "/v2", NULL);
     prov_request_header(rq, "Authorization", token);
     prov_request_header(rq, "API-Version", version);
-    prov_request_header(rq, "Accept", "application/json");
     json_t *body = json_pack("{s:s,s:o}", "query", doc, "variables", vars);
     prov_request_json(rq, body);
     json_decref(body);
@@ -274,13 +245,6 @@ static int graphql(const struct prov_ctx *ctx, struct prov_request *rq,
 /* ------------------------------------------------------------------ */
 /* Answers                                                            */
 /* ------------------------------------------------------------------ */
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
-}
 
 /* The first error of a body: the errors array (every API version since
  * 2024-10) or the legacy top-level error_code / error_message. */
@@ -354,7 +318,7 @@ static void monday_fail(const struct prov_ctx *ctx,
                         struct prov_result *res)
 {
     res->code[0] = res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *code = NULL, *msg = NULL;
     const json_t *ext = NULL;
     bool has = json_is_object(b) && first_error(b, &code, &msg, &ext);
@@ -371,7 +335,7 @@ static void monday_fail(const struct prov_ctx *ctx,
 
     if (daily) {
         res->http_status = rsp->status;
-        set_fail(res, PROV_RATE_LIMITED, "DAILY_LIMIT_EXCEEDED", "%s",
+        prov_fail(res, PROV_RATE_LIMITED, "DAILY_LIMIT_EXCEEDED", "%s",
                  msg ? msg : "daily call limit exceeded");
         res->retry_after_ms = until_midnight_utc(ctx->now_ms);
     } else if (rsp->status == 429 || code_in(code, rate_codes) ||
@@ -423,12 +387,12 @@ static json_t *answer_data(const struct prov_ctx *ctx,
         monday_fail(ctx, rsp, res);
         return NULL;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *errors = json_object_get(b, "errors");
     if (!json_is_object(b) || json_array_size(errors) > 0 ||
         json_object_get(b, "error_code")) {
         if (!json_is_object(b)) {
-            set_fail(res, PROV_RETRY, "bad_response",
+            prov_fail(res, PROV_RETRY, "bad_response",
                      "HTTP %d with an unreadable body", rsp->status);
         } else {
             monday_fail(ctx, rsp, res);
@@ -438,7 +402,7 @@ static json_t *answer_data(const struct prov_ctx *ctx,
     }
     json_t *data = json_object_get(b, "data");
     if (!json_is_object(data)) {
-        set_fail(res, PROV_RETRY, "bad_response",
+        prov_fail(res, PROV_RETRY, "bad_response",
                  "HTTP %d without data", rsp->status);
         json_decref(b);
         return NULL;
@@ -1021,7 +985,7 @@ static void item_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         struct cs_err err = {0};
         json_t *upd = NULL;
         if (!json_is_array(items) || k >= nl) {
-            set_fail(res, PROV_RETRY, "bad_response",
+            prov_fail(res, PROV_RETRY, "bad_response",
                      "items_page_by_column_values without items");
         } else if (hit && config_bool(ctx->config, "update_existing", true) &&
                    (upd = column_values(ctx, false, &err)) &&
@@ -1029,7 +993,7 @@ static void item_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
             json_object_set_new(ctx->scratch, "item_id", json_string(hit));
             next_phase(ctx, res, "update");
         } else if (hit) {
-            set_done(res, "item_id", hit);
+            prov_done_id(res, "item_id", hit);
         } else if (k + 1 < nl) {
             json_object_set_new(ctx->scratch, "lookup",
                                 json_integer((json_int_t)k + 1));
@@ -1045,9 +1009,9 @@ static void item_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         const char *id = json_string_value(
             json_object_get(json_object_get(data, op), "id"));
         if (id && *id)
-            set_done(res, "item_id", id);
+            prov_done_id(res, "item_id", id);
         else
-            set_fail(res, PROV_RETRY, "bad_response", "%s without an id", op);
+            prov_fail(res, PROV_RETRY, "bad_response", "%s without an id", op);
         if (id && phase_is(ctx, "create"))
             json_object_set_new(res->value, "created", json_true());
     }
@@ -1180,22 +1144,22 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                 hit = id;
         }
         if (!json_is_array(items))
-            set_fail(res, PROV_RETRY, "bad_response", "items without a list");
+            prov_fail(res, PROV_RETRY, "bad_response", "items without a list");
         else if (!item)
-            set_fail(res, PROV_PERMANENT, "item_not_found",
+            prov_fail(res, PROV_PERMANENT, "item_not_found",
                      "item %s is not on the board any more",
                      item_id_done(ctx));
         else if (hit)
-            set_done(res, "update_id", hit);
+            prov_done_id(res, "update_id", hit);
         else
             next_phase(ctx, res, "create");
     } else {
         const char *id = json_string_value(
             json_object_get(json_object_get(data, "create_update"), "id"));
         if (id && *id)
-            set_done(res, "update_id", id);
+            prov_done_id(res, "update_id", id);
         else
-            set_fail(res, PROV_RETRY, "bad_response",
+            prov_fail(res, PROV_RETRY, "bad_response",
                      "create_update without an id");
     }
     json_decref(doc);
@@ -1273,7 +1237,7 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     json_t *v;
     bool ok = true;
     if (!json_is_object(b)) {
-        set_fail(res, PROV_PERMANENT, "board_not_found",
+        prov_fail(res, PROV_PERMANENT, "board_not_found",
                  "board %s is not there or the token cannot read it", board);
         ok = false;
     }
@@ -1291,11 +1255,11 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         const char *type = json_string_value(json_object_get(hit, "type"));
         const char *need = json_string_value(v);
         if (!hit) {
-            set_fail(res, PROV_PERMANENT, "column_not_found",
+            prov_fail(res, PROV_PERMANENT, "column_not_found",
                      "board %s has no column '%.60s'", board, k);
             ok = false;
         } else if (*need && (!type || strcmp(type, need) != 0)) {
-            set_fail(res, PROV_PERMANENT, "column_type",
+            prov_fail(res, PROV_PERMANENT, "column_type",
                      "column '%.60s' of board %s is %.30s, not %s", k, board,
                      type ? type : "of no type", need);
             ok = false;

@@ -279,9 +279,7 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
                           "no_credentials: the connection has no write key");
     const char *region = str_at(ctx->config, "region");
     const char *base;
-    if (ctx->base_url && *ctx->base_url)
-        base = ctx->base_url;
-    else if (!region || strcasecmp(region, "us") == 0)
+    if (!region || strcasecmp(region, "us") == 0)
         base = SEG_US_URL;
     else if (strcasecmp(region, "eu") == 0)
         base = SEG_EU_URL;
@@ -289,16 +287,15 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
         return cs_err_set(err, CS_EINVAL, "config.region",
                           "config_error: region '%.20s' is not us or eu",
                           region);
-    size_t bl = strlen(base);
-    while (bl > 0 && base[bl - 1] == '/')
-        bl--;
-    rq->method = "POST";
-    rq->url = xasprintf("%.*s%s", (int)bl, base, path);
+    prov_request_begin(rq, ctx, "POST", base, path, NULL);
     /* Basic auth: the write key is the user name, the password empty. */
     char *user = xasprintf("%s:", key);
     char *b64 = cs_base64_encode((const unsigned char *)user, strlen(user));
     char *auth = xasprintf("Basic %s", b64);
     prov_request_header(rq, "Authorization", auth);
+    memset(auth, 0, strlen(auth));
+    memset(b64, 0, strlen(b64));
+    memset(user, 0, strlen(user));
     free(auth);
     free(b64);
     free(user);
@@ -342,8 +339,7 @@ static void seg_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 {
     res->http_status = rsp->status;
     res->retry_after_ms = -1;
-    json_t *b = rsp->body_len ? json_loadb(rsp->body, rsp->body_len, 0, NULL)
-                              : NULL;
+    json_t *b = prov_response_json(rsp);
     if (rsp->status >= 200 && rsp->status < 300) {
         const char *job_id = json_string_value(json_object_get(ctx->job,
                                                                "job_id"));
