@@ -187,6 +187,9 @@ extern const struct prov_ops prov_sendgrid;
 extern const struct prov_ops prov_pipedrive;
 extern const struct prov_ops prov_zoho;
 extern const struct prov_ops prov_salesforce;
+extern const struct prov_ops prov_monday;
+extern const struct prov_ops prov_housecall_pro;
+extern const struct prov_ops prov_segment;
 
 /* The provider for an integration type, or NULL if there is none yet. */
 const struct prov_ops *prov_find(const char *name);

@@ -21,6 +21,9 @@ static const struct prov_ops *const providers[] = {
     &prov_pipedrive,
     &prov_zoho,
     &prov_salesforce,
+    &prov_monday,
+    &prov_housecall_pro,
+    &prov_segment,
 };
 
 const struct prov_ops *prov_find(const char *name)

@@ -33,6 +33,9 @@
 #define PD_TOKEN "pd-e2e-token-3c9f"
 #define ZOHO_TOKEN "1000.zoho-e2e-token-8b2d"
 #define SF_TOKEN "00D5g000004E2E0!AQ4AQE2eTestToken"
+#define MONDAY_TOKEN "eyJhbGciOiJIUzI1NiJ9.mon-e2e"
+#define HCP_KEY "hcp-e2e-key-7f3b"
+#define SEGMENT_KEY "wk_e2e_segment_91c2"
 
 static struct tpg db;
 static struct cs_keyring *kr;
@@ -105,7 +108,10 @@ static inline void start_sandbox(int latency_ms)
                     (char *)"--pipedrive-rate", (char *)"1000000",
                     (char *)"--zoho-token", (char *)ZOHO_TOKEN,
                     (char *)"--zoho-credits", (char *)"100000000",
-                    (char *)"--salesforce-token", (char *)SF_TOKEN, NULL,
+                    (char *)"--salesforce-token", (char *)SF_TOKEN,
+                    (char *)"--monday-token", (char *)MONDAY_TOKEN,
+                    (char *)"--housecall-pro-token", (char *)HCP_KEY,
+                    (char *)"--segment-write-key", (char *)SEGMENT_KEY, NULL,
                     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     size_t n = 0;
     while (argv[n])
@@ -189,11 +195,15 @@ static inline void start_worker(int inflight)
                "sendgrid=http://127.0.0.1:%d/sendgrid,"
                "pipedrive=http://127.0.0.1:%d/pipedrive,"
                "zoho=http://127.0.0.1:%d/zoho,"
-               "salesforce=http://127.0.0.1:%d/salesforce",
+               "salesforce=http://127.0.0.1:%d/salesforce,"
+               "monday=http://127.0.0.1:%d/monday,"
+               "housecall_pro=http://127.0.0.1:%d/housecall_pro,"
+               "segment=http://127.0.0.1:%d/segment",
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
                sandbox_port, sandbox_port, sandbox_port, sandbox_port,
                sandbox_port,
-               sandbox_port, sandbox_port, sandbox_port, sandbox_port),
+               sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+               sandbox_port, sandbox_port, sandbox_port),
         env_kv("CALLSYNC_RETELL_API_KEYS", "%s", RETELL_KEY),
         env_kv("CALLSYNC_RETRY_POLICY",
                "base=50ms,cap=500ms,attempts=10,max_age=1h"),
@@ -298,12 +308,14 @@ static inline int ctl_run_out(const char *args, char **out)
         "sendgrid=http://127.0.0.1:%d/sendgrid,"
         "pipedrive=http://127.0.0.1:%d/pipedrive,"
         "zoho=http://127.0.0.1:%d/zoho,"
-        "salesforce=http://127.0.0.1:%d/salesforce' "
+        "salesforce=http://127.0.0.1:%d/salesforce,"
+        "monday=http://127.0.0.1:%d/monday,"
+        "housecall_pro=http://127.0.0.1:%d/housecall_pro' "
         "'%s' %s >'%s' 2>&1",
         db.url, redis_port, keys, sandbox_port, sandbox_port, sandbox_port,
         sandbox_port, sandbox_port, sandbox_port, sandbox_port, sandbox_port,
-        sandbox_port, sandbox_port, sandbox_port, sandbox_port,
-        CS_BIN_DIR "/callsyncctl", args, path);
+        sandbox_port, sandbox_port, sandbox_port, sandbox_port, sandbox_port,
+        sandbox_port, CS_BIN_DIR "/callsyncctl", args, path);
     int st = system(cmd);
     free(cmd);
     if (out) {

@@ -949,6 +949,9 @@ Test(sandbox, records_requests_stats_and_reset)
                 "\"pipedrive\":{\"total\":0,\"by_status\":{}},"
                 "\"zoho\":{\"total\":0,\"by_status\":{}},"
                 "\"salesforce\":{\"total\":0,\"by_status\":{}},"
+                "\"monday\":{\"total\":0,\"by_status\":{}},"
+                "\"housecall_pro\":{\"total\":0,\"by_status\":{}},"
+                "\"segment\":{\"total\":0,\"by_status\":{}},"
                 "\"other\":{\"total\":1,\"by_status\":{\"404\":1}}}}");
     cr_expect_eq(req("GET", "/_sandbox/records?provider=zapier&type=contacts",
                      NULL, NULL)

@@ -34,7 +34,7 @@ static const char *const provider_names[SB_P_COUNT] = {
     "hubspot", "zapier", "retell", "custom", "gohighlevel", "oauth",
     "sentry", "google_calendar", "cal_com", "calendly", "outlook",
     "stripe", "twilio", "sendgrid", "pipedrive", "zoho", "salesforce",
-    "other", "sandbox"};
+    "monday", "housecall_pro", "segment", "other", "sandbox"};
 
 static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/retell", "/custom",
@@ -44,7 +44,9 @@ static const char *const provider_prefix[] = {"/hubspot", "/zapier",
                                               "/outlook", "/stripe",
                                               "/twilio", "/sendgrid",
                                               "/pipedrive", "/zoho",
-                                              "/salesforce"};
+                                              "/salesforce",
+                                              "/monday", "/housecall_pro",
+                                              "/segment"};
 
 /* ---- Small helpers ------------------------------------------------------ */
 
@@ -250,6 +252,12 @@ void sb_reset(struct sb *s)
     twilio_reset(s->twilio);
     sendgrid_reset(s->sendgrid);
     sf_reset(s);
+    if (s->monday)
+        monday_reset(s->monday);
+    if (s->hcp)
+        hcp_reset(s->hcp);
+    if (s->segment)
+        segment_reset(s->segment);
 }
 
 void sb_free(struct sb *s)
@@ -271,6 +279,9 @@ void sb_free(struct sb *s)
     twilio_free(s->twilio);
     sendgrid_free(s->sendgrid);
     sf_free(s);
+    monday_free(s->monday);
+    hcp_free(s->hcp);
+    segment_free(s->segment);
 }
 
 /* ---- Fault rules -------------------------------------------------------- */
@@ -448,6 +459,9 @@ static json_t *provider_error_body(enum sb_provider p, int status)
     case SB_P_PIPEDRIVE: return pd_error_body(status);
     case SB_P_ZOHO: return zoho_error_body(status);
     case SB_P_SALESFORCE: return sf_error_body(status);
+    case SB_P_MONDAY: return monday_error_body(status);
+    case SB_P_HCP: return hcp_error_body(status);
+    case SB_P_SEGMENT: return segment_error_body(status);
     default: return custom_error_body(status);
     }
 }
@@ -616,6 +630,12 @@ static void control_records(struct sb *s, const struct sb_req *rq,
         recs = zoho_records(s, *t ? t : "leads");
     else if (strcmp(p, "salesforce") == 0)
         recs = sf_records(s, *t ? t : "leads");
+    else if (strcmp(p, "monday") == 0)
+        recs = monday_records(s, *t ? t : "items");
+    else if (strcmp(p, "housecall_pro") == 0)
+        recs = hcp_records(s, *t ? t : "customers");
+    else if (strcmp(p, "segment") == 0)
+        recs = segment_records(s, *t ? t : "tracks");
     else
         recs = cal_sb_records(s, p, t);
     free(prov);
@@ -817,6 +837,9 @@ void sb_dispatch(struct sb *s, struct sb_req *rq, struct sb_resp *out)
         case SB_P_PIPEDRIVE: pd_handle(s, rq, out); break;
         case SB_P_ZOHO: zoho_handle(s, rq, out); break;
         case SB_P_SALESFORCE: sf_handle(s, rq, out); break;
+        case SB_P_MONDAY: monday_handle(s, rq, out); break;
+        case SB_P_HCP: hcp_handle(s, rq, out); break;
+        case SB_P_SEGMENT: segment_handle(s, rq, out); break;
         default:
             sb_resp_json(out, 404,
                          json_pack("{s:s,s:s}", "error", "not_found",

@@ -24,6 +24,10 @@
  *                    [--sentry-key K]
  *                    [--salesforce-token T]... [--salesforce-daily N]
  *                    [--salesforce-duplicates block|allow]
+ *                    [--monday-token T]... [--monday-board ID]...
+ *                    [--monday-rate N] [--monday-budget N] [--monday-daily N]
+ *                    [--housecall-pro-token T]... [--housecall-pro-rate N]
+ *                    [--segment-write-key K]... [--segment-rate N]
  *                    [--log-level warn]
  *
  * Once it listens it prints "listening on http://HOST:PORT" on stdout
@@ -64,6 +68,10 @@ static void usage(FILE *f)
                "[--sendgrid-sender EMAIL]... "
                "[--salesforce-token T]... [--salesforce-daily N] "
                "[--salesforce-duplicates block|allow] "
+               "[--monday-token T]... [--monday-board ID]... "
+               "[--monday-rate N] [--monday-budget N] [--monday-daily N] "
+               "[--housecall-pro-token T]... [--housecall-pro-rate N] "
+               "[--segment-write-key K]... [--segment-rate N] "
                "[--log-level debug|info|warn|error]\n");
 }
 
@@ -160,6 +168,9 @@ static int parse_args(int argc, char **argv, struct sb *s, struct opts *o)
              * providers */
         } else if (sf_option(s, a, val)) {
             /* Salesforce: tokens, daily allocation, duplicate rules */
+        } else if (monday_option(s, a, val) || hcp_option(s, a, val) ||
+                   segment_option(s, a, val)) {
+            /* monday.com, Housecall Pro, Segment */
         } else if (strcmp(a, "--log-level") == 0 &&
                    log_level_parse(val) >= 0) {
             o->log_level = val;

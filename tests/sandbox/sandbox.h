@@ -23,6 +23,11 @@
  *   pipedrive.c  Pipedrive persons, notes, deals, activities
  *   zoho.c     Zoho CRM leads, contacts and their notes
  *   salesforce.c, soql.c  Salesforce REST: sObjects, upsert, SOQL queries
+ *   monday.c   monday.com's GraphQL API (items, column values, updates)
+ *   graphql.c  the GraphQL document reader monday.c uses
+ *   housecall_pro.c  Housecall Pro customers, addresses, jobs, estimates,
+ *              notes
+ *   segment.c  Segment's HTTP Tracking API (track, identify)
  *
  * Everything runs on one event loop; no locks.
  */
@@ -60,6 +65,9 @@ enum sb_provider {
     SB_P_PIPEDRIVE,
     SB_P_ZOHO,
     SB_P_SALESFORCE,
+    SB_P_MONDAY,
+    SB_P_HCP,     /* /housecall_pro */
+    SB_P_SEGMENT,
     SB_P_OTHER,
     SB_P_CONTROL, /* /_sandbox: never logged, never faulted */
     SB_P_COUNT
@@ -132,6 +140,9 @@ struct sb_sendgrid;
 struct sb_pd;
 struct sb_zoho;
 struct sb_sf;
+struct sb_monday;
+struct sb_hcp;
+struct sb_segment;
 
 /* Process-wide state, created in main and passed to every handler. */
 struct sb {
@@ -178,6 +189,9 @@ struct sb {
     long long zoho_rate;    /* calls per second; 0: no limit */
     struct sb_zoho *zoho;
     struct sb_sf *sf;        /* Salesforce: options, records, usage */
+    struct sb_monday *monday;  /* created by its first option or request */
+    struct sb_hcp *hcp;
+    struct sb_segment *segment;
 };
 
 /* ---- sentry.c ----------------------------------------------------------- */
@@ -380,6 +394,34 @@ enum sb_access {
  * and may still be used. */
 enum sb_access oauth_access(struct sb *s, const char *provider,
                             const char *at, int64_t *expired_ago_ms);
+/* ---- monday.c, housecall_pro.c, segment.c --------------------------------
+ * Each keeps its configuration and records in its own state, created on
+ * first use. _option takes a command-line option (false when it is not
+ * one of the module's or its value is invalid); _reset forgets records
+ * and counters and keeps the configuration; _records answers the records
+ * of a type, or NULL for an unknown type. */
+bool monday_option(struct sb *s, const char *flag, const char *val);
+void monday_handle(struct sb *s, const struct sb_req *rq,
+                   struct sb_resp *out);
+void monday_reset(struct sb_monday *m);
+void monday_free(struct sb_monday *m);
+json_t *monday_error_body(int status);
+json_t *monday_records(struct sb *s, const char *type);
+
+bool hcp_option(struct sb *s, const char *flag, const char *val);
+void hcp_handle(struct sb *s, const struct sb_req *rq, struct sb_resp *out);
+void hcp_reset(struct sb_hcp *h);
+void hcp_free(struct sb_hcp *h);
+json_t *hcp_error_body(int status);
+json_t *hcp_records(struct sb *s, const char *type);
+
+bool segment_option(struct sb *s, const char *flag, const char *val);
+void segment_handle(struct sb *s, const struct sb_req *rq,
+                    struct sb_resp *out);
+void segment_reset(struct sb_segment *g);
+void segment_free(struct sb_segment *g);
+json_t *segment_error_body(int status);
+json_t *segment_records(struct sb *s, const char *type);
 
 const char *sb_reason(int status);
 
