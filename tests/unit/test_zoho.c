@@ -7,7 +7,7 @@
  * flow, DUPLICATE_DATA adoption, note reconciliation by marker, field
  * mappings and error classification.
  */
-#include "prov.h"
+#include "prov_support.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -123,46 +123,21 @@ static void build(struct fx *f, const char *name, struct prov_request *rq,
 
 static void expect_body(const struct prov_request *rq, const char *want)
 {
-    json_t *got = jparse(rq->body);
-    json_t *exp = jparse(want);
-    char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
-    char *e = json_dumps(exp, JSON_SORT_KEYS | JSON_COMPACT);
-    cr_expect(json_equal(got, exp), "body\n got %s\nwant %s", g, e);
-    free(g);
-    free(e);
-    json_decref(got);
-    json_decref(exp);
+    prov_expect_json(rq->body, want);
 }
 
 static int build_err(struct fx *f, const char *name, struct cs_err *err)
 {
-    struct prov_request rq = {0};
-    memset(err, 0, sizeof(*err));
-    int rc = step(name)->build(&f->ctx, &rq, err);
-    prov_request_release(&rq);
-    return rc;
+    return prov_build_err(step(name), &f->ctx, err);
 }
 
 static void answer(struct fx *f, const char *name, int status,
                    const char *body, struct prov_result *res, ...)
 {
-    struct prov_header h[8];
-    size_t n = 0;
     va_list ap;
     va_start(ap, res);
-    for (;;) {
-        const char *k = va_arg(ap, const char *);
-        if (!k)
-            break;
-        h[n].name = (char *)k;
-        h[n].value = va_arg(ap, char *);
-        n++;
-    }
+    prov_feed_v(step(name), &f->ctx, status, body, res, -1, ap);
     va_end(ap);
-    struct prov_response rsp = {status, n, h, body, body ? strlen(body) : 0};
-    memset(res, 0, sizeof(*res));
-    res->retry_after_ms = -1;
-    step(name)->parse(&f->ctx, &rsp, res);
 }
 
 static void expect_next(struct prov_result *res)
