@@ -213,22 +213,6 @@ static void error_message(const json_t *m, char *out, size_t n)
     free(t);
 }
 
-/* "Unprocessable Entity" -> "unprocessable_entity" into code[48]. */
-static void error_code(const char *e, char code[48])
-{
-    size_t k = 0;
-    for (const char *p = e; *p && k < 47; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isalnum(c))
-            code[k++] = (char)tolower(c);
-        else if (k > 0 && code[k - 1] != '_')
-            code[k++] = '_';
-    }
-    while (k > 0 && code[k - 1] == '_')
-        k--;
-    code[k] = '\0';
-}
-
 /*
  * Classify a failed answer: the shared rules (prov_classify), refined by
  * HighLevel's error bodies {"statusCode", "message" (a string, or a list
@@ -247,7 +231,7 @@ static void ghl_fail(const struct prov_ctx *ctx,
     if (json_is_object(b)) {
         const char *e = json_string_value(json_object_get(b, "error"));
         if (e && *e && rsp->status != 429)
-            error_code(e, res->code);
+            prov_error_code(e, res->code);
         error_message(json_object_get(b, "message"), res->message,
                       sizeof(res->message));
     }

@@ -285,28 +285,6 @@ static void set_done(struct prov_result *res, const char *key, long long id)
     res->value = json_pack("{s:I}", key, (json_int_t)id);
 }
 
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
-}
-
 static bool is_2xx(int status)
 {
     return status >= 200 && status < 300;
@@ -317,8 +295,8 @@ static bool is_2xx(int status)
 static void bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 /* A non-negative integer header, or -1. */
@@ -364,22 +342,6 @@ static bool budget_spent(const struct prov_response *rsp)
     return header_int(rsp, "x-daily-ratelimit-token-remaining") == 0;
 }
 
-/* "ERR_SCHEMA" -> "err_schema" into code[48]. */
-static void error_code(const char *e, char code[48])
-{
-    size_t k = 0;
-    for (const char *p = e; *p && k < 47; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (isalnum(c))
-            code[k++] = (char)tolower(c);
-        else if (k > 0 && code[k - 1] != '_')
-            code[k++] = '_';
-    }
-    while (k > 0 && code[k - 1] == '_')
-        k--;
-    code[k] = '\0';
-}
-
 /*
  * Classify a failed answer: the shared rules (prov_classify), refined by
  * Pipedrive's error envelope {"success": false, "error", "error_info",
@@ -393,14 +355,14 @@ static void pd_fail(const struct prov_ctx *ctx,
     res->code[0] = '\0';
     res->message[0] = '\0';
     int st = rsp->status;
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (json_is_object(b)) {
         const char *e = json_string_value(json_object_get(b, "error"));
         const char *c = json_string_value(json_object_get(b, "code"));
         if (e && *e)
             snprintf(res->message, sizeof(res->message), "%s", e);
         if (c && *c && st != 429)
-            error_code(c, res->code);
+            prov_error_code(c, res->code);
     }
     prov_classify(rsp, res);
     if (st == 402) {
@@ -942,8 +904,8 @@ static void person_vanished(struct prov_ctx *ctx,
         return;
     }
     pd_fail(ctx, rsp, res);
-    set_fail(res, PROV_PERMANENT, "person_vanished",
-             "the person vanished twice while it was being updated");
+    prov_fail(res, PROV_PERMANENT, "person_vanished",
+              "the person vanished twice while it was being updated");
 }
 
 static void person_parse(struct prov_ctx *ctx,
@@ -959,7 +921,7 @@ static void person_parse(struct prov_ctx *ctx,
             pd_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *data = json_object_get(b, "data");
     long long id = 0;
     if (phase_is(ctx, "recent")) {
@@ -1063,7 +1025,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         pd_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *data = json_object_get(b, "data");
     long long id = 0;
     if (phase_is(ctx, "search")) {
@@ -1262,7 +1224,7 @@ static void deal_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         pd_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *data = json_object_get(b, "data");
     long long pipeline = 0, id = 0;
     config_id(ctx->config, "pipeline_id", &pipeline);
@@ -1440,7 +1402,7 @@ static void activity_parse(struct prov_ctx *ctx,
         pd_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *data = json_object_get(b, "data");
     long long id = 0;
     if (phase_is(ctx, "search")) {
@@ -1505,8 +1467,8 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     json_t *d = json_object_get(b, "data");
     json_t *cid = json_object_get(d, "company_id");
     if (!json_is_integer(cid)) {
-        set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                 "the current user answer has no company_id");
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the current user answer has no company_id");
         json_decref(b);
         return;
     }

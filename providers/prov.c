@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
@@ -254,4 +255,19 @@ json_t *prov_response_json(const struct prov_response *rsp)
     if (!rsp->body || rsp->body_len == 0)
         return NULL;
     return json_loadb(rsp->body, rsp->body_len, 0, NULL);
+}
+
+void prov_error_code(const char *e, char code[48])
+{
+    size_t k = 0;
+    for (const char *p = e; *p && k < 47; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (isalnum(c))
+            code[k++] = (char)tolower(c);
+        else if (k > 0 && code[k - 1] != '_')
+            code[k++] = '_';
+    }
+    while (k > 0 && code[k - 1] == '_')
+        k--;
+    code[k] = '\0';
 }

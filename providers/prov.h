@@ -229,6 +229,10 @@ void prov_done_id(struct prov_result *res, const char *key, const char *id);
 void prov_fail(struct prov_result *res, enum prov_outcome o,
                const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A provider's error name as a code: "Unprocessable Entity",
+ * "ERR_SCHEMA" -> "unprocessable_entity", "err_schema" (lower case, runs
+ * of other characters become one '_', none at the ends), into code[48]. */
+void prov_error_code(const char *e, char code[48]);
 /* The answer's body parsed as JSON, or NULL (empty or not JSON). */
 json_t *prov_response_json(const struct prov_response *rsp);
 

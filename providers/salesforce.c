@@ -713,8 +713,8 @@ static void contact_parse_search(struct prov_ctx *ctx, const json_t *b,
     } else {
         /* A create answered 204 without an id, and the search that
          * followed found nothing: do not create twice in one attempt. */
-        sf__set_fail(res, PROV_RETRY, "not_found_after_create",
-                     "the %s just written was not found", object_of(ctx));
+        prov_fail(res, PROV_RETRY, "not_found_after_create",
+                  "the %s just written was not found", object_of(ctx));
     }
 }
 
@@ -1376,8 +1376,8 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
     }
     json_t *b = sf__body_json(rsp);
     if (!sf__records_of(b)) {
-        sf__set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                     "the query answer has no records");
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the query answer has no records");
         json_decref(b);
         return;
     }

@@ -51,28 +51,13 @@ json_t *sf__body_json(const struct prov_response *rsp)
     return json_loadb(rsp->body, rsp->body_len, JSON_DECODE_ANY, NULL);
 }
 
-void sf__set_fail(struct prov_result *res, enum prov_outcome o,
-                  const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-void sf__set_fail(struct prov_result *res, enum prov_outcome o,
-                  const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
 /* A 2xx we cannot read: the write may have happened, so the step is
  * retried and the retry looks it up. */
 void sf__bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    sf__set_fail(res, PROV_RETRY, "bad_response",
-                 "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 /* The length of s cut to at most max bytes on a UTF-8 boundary. */

@@ -91,9 +91,6 @@ void sf__fail(const struct prov_response *rsp, struct prov_result *res);
 const json_t *sf__error_with(const json_t *b, const char *code);
 /* A 2xx whose body cannot be read: retried, and the retry looks up. */
 void sf__bad_body(const struct prov_response *rsp, struct prov_result *res);
-void sf__set_fail(struct prov_result *res, enum prov_outcome o,
-                  const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 /* DONE with value (stolen) as the checkpoint. */
 void sf__set_done(struct prov_result *res, json_t *value);
 /* The records of a query answer, or NULL when it is not one. */

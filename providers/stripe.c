@@ -151,21 +151,6 @@ static bool first_time(struct prov_ctx *ctx, const char *flag)
     return true;
 }
 
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
 static void set_done(struct prov_result *res, json_t *value)
 {
     res->outcome = PROV_DONE;
@@ -178,20 +163,13 @@ static bool is_2xx(int status)
     return status >= 200 && status < 300;
 }
 
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
-}
-
 /* A 2xx whose body we cannot read: the write may have happened, so the
  * step is retried, and the retry reconciles. */
 static void bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 static const char *id_of(const json_t *o)
@@ -343,10 +321,10 @@ static int get_query(const struct prov_ctx *ctx, struct prov_request *rq,
  * Stripe-Should-Retry header. api_error (trouble on Stripe's side) is
  * retried and rate_limit_error rate-limited whatever the status; card and
  * invalid-request errors stay permanent. 409 is a concurrent request with
- * the same key, or a lock timeout: retried. A 400 idempotency_error means the key
- * was first used with other parameters (the connection's config changed
- * between attempts): permanent, saying so. Should-Retry "true" makes any
- * other answer but 401 and 429 retryable, "false" permanent.
+ * the same key, or a lock timeout: retried. A 400 idempotency_error means
+ * the key was first used with other parameters (the connection's config
+ * changed between attempts): permanent, saying so. Should-Retry "true"
+ * makes any other answer but 401 and 429 retryable, "false" permanent.
  */
 static void stripe_fail(const struct prov_ctx *ctx,
                         const struct prov_response *rsp,
@@ -354,7 +332,7 @@ static void stripe_fail(const struct prov_ctx *ctx,
 {
     res->code[0] = '\0';
     res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *e = json_object_get(b, "error");
     const char *type = json_string_value(json_object_get(e, "type"));
     const char *code = json_string_value(json_object_get(e, "code"));
@@ -962,7 +940,7 @@ static void customer_parse(struct prov_ctx *ctx,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "create") || phase_is(ctx, "update")) {
         if (id_of(b))
             set_done(res, json_pack("{s:s,s:s}", "customer_id", id_of(b),
@@ -1140,7 +1118,7 @@ static void link_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "scan")) {
         const json_t *data = json_object_get(b, "data");
         const json_t *hit = NULL, *last = NULL;
@@ -1300,7 +1278,7 @@ static void invoice_parse(struct prov_ctx *ctx,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "list")) {
         const json_t *data = json_object_get(b, "data");
         const json_t *hit = NULL, *last = NULL;
@@ -1490,7 +1468,7 @@ static void items_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     json_t *have = json_object_get(ctx->scratch, "have");
     if (phase_is(ctx, "list")) {
         const json_t *data = json_object_get(b, "data");
@@ -1578,7 +1556,7 @@ static void finalize_parse(struct prov_ctx *ctx,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *status = json_string_value(json_object_get(b, "status"));
     if (!id_of(b) || !status)
         bad_body(rsp, res);
@@ -1611,7 +1589,7 @@ static void send_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (id_of(b))
         set_done(res, invoice_result(b));
     else
@@ -1648,12 +1626,12 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         stripe_fail(ctx, rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (!json_object_get(ctx->scratch, "account_id")) {
         const char *id = id_of(b);
         if (!id) {
-            set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                     "the account answer has no id");
+            prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                      "the account answer has no id");
             json_decref(b);
             return;
         }
@@ -1674,8 +1652,8 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         return;
     }
     if (!json_is_array(json_object_get(b, "data"))) {
-        set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                 "the customer list has no data");
+        prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                  "the customer list has no data");
         json_decref(b);
         return;
     }

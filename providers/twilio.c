@@ -96,13 +96,6 @@ static void set_phase(struct prov_ctx *ctx, const char *phase)
     json_object_set_new(ctx->scratch, "phase", json_string(phase));
 }
 
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
-}
-
 /* "AC" (or another prefix) and 32 hex digits. */
 static bool sid_ok(const char *s, const char *prefix)
 {
@@ -489,7 +482,7 @@ static void twilio_fail(const struct prov_response *rsp,
 {
     res->code[0] = '\0';
     res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     long long code = json_integer_value(json_object_get(b, "code"));
     const char *msg = json_string_value(json_object_get(b, "message"));
     if (code > 0)
@@ -540,7 +533,7 @@ static void sms_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         twilio_fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (phase_is(ctx, "lookup")) {
         struct target t;
         struct cs_err err;
@@ -643,7 +636,7 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         twilio_fail(rsp, res);
         return;
     }
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const char *key = cfg_str(ctx, "api_key_sid");
     const char *sid = cfg_str(ctx, "account_sid");
     const char *svc = cfg_str(ctx, "messaging_service_sid");

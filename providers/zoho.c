@@ -251,33 +251,11 @@ static int begin(const struct prov_ctx *ctx, struct prov_request *rq,
     return 0;
 }
 
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void set_fail(struct prov_result *res, enum prov_outcome o,
-                     const char *code, const char *fmt, ...)
-{
-    res->outcome = o;
-    snprintf(res->code, sizeof(res->code), "%s", code);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->message, sizeof(res->message), fmt, ap);
-    va_end(ap);
-}
-
 static void set_done(struct prov_result *res, json_t *value)
 {
     res->outcome = PROV_DONE;
     json_decref(res->value);
     res->value = value;
-}
-
-static json_t *body_json(const struct prov_response *rsp)
-{
-    if (!rsp->body || rsp->body_len == 0)
-        return NULL;
-    return json_loadb(rsp->body, rsp->body_len, 0, NULL);
 }
 
 static bool is_2xx(int status)
@@ -288,8 +266,8 @@ static bool is_2xx(int status)
 static void bad_body(const struct prov_response *rsp, struct prov_result *res)
 {
     res->http_status = rsp->status;
-    set_fail(res, PROV_RETRY, "bad_response",
-             "HTTP %d with an unreadable body", rsp->status);
+    prov_fail(res, PROV_RETRY, "bad_response",
+              "HTTP %d with an unreadable body", rsp->status);
 }
 
 /* The answer's error object: the top-level one, or the first record's
@@ -338,7 +316,7 @@ static void zoho_fail(const struct prov_response *rsp,
 {
     res->code[0] = '\0';
     res->message[0] = '\0';
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *e = error_of(b);
     const char *code = json_string_value(json_object_get(e, "code"));
     if (code && *code) {
@@ -801,7 +779,7 @@ static void record_parse(struct prov_ctx *ctx,
                          struct prov_result *res)
 {
     parse_begin(rsp, res);
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *e = error_of(b);
     const json_t *first = json_array_get(json_object_get(b, "data"), 0);
     const char *dup = duplicate_of(e);
@@ -1005,7 +983,7 @@ static void note_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                        struct prov_result *res)
 {
     parse_begin(rsp, res);
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     const json_t *e = error_of(b);
     const json_t *data = json_object_get(b, "data");
     if (e || !is_2xx(rsp->status)) {
@@ -1086,7 +1064,7 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
 {
     parse_begin(rsp, res);
     bool org = json_object_get(ctx->scratch, "module") != NULL;
-    json_t *b = body_json(rsp);
+    json_t *b = prov_response_json(rsp);
     if (!org) {
         /* 204: the module is readable and empty. */
         if (!is_2xx(rsp->status) ||
@@ -1094,8 +1072,8 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
                                                                   "data")))) {
             json_decref(b);
             if (is_2xx(rsp->status))
-                set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                         "the records answer has no data");
+                prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                          "the records answer has no data");
             else
                 zoho_fail(rsp, res);
             return;
@@ -1120,8 +1098,8 @@ static void probe_parse(struct prov_ctx *ctx, const struct prov_response *rsp,
         const json_t *o = json_array_get(json_object_get(b, "org"), 0);
         const json_t *id = json_object_get(o, "id");
         if (!json_is_string(id)) {
-            set_fail(res, PROV_PERMANENT, "unexpected_answer",
-                     "the organization answer has no org[0].id");
+            prov_fail(res, PROV_PERMANENT, "unexpected_answer",
+                      "the organization answer has no org[0].id");
             json_decref(b);
             return;
         }
